@@ -1,0 +1,93 @@
+"""Small shared helpers: cache folder, validation and atomic file writes."""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CACHE_CONFIG_KEY = "MNE_SYNAPSE_CACHE"
+
+
+def get_cache_dir(subdir=None):
+    """Return the folder where mne-synapse caches data sets and embeddings.
+
+    The location is, in order: the ``MNE_SYNAPSE_CACHE`` environment variable,
+    the ``MNE_SYNAPSE_CACHE`` key of the MNE config (``mne.set_config``), or
+    ``~/mne_data/mne_synapse``. It is never inside the package or repository.
+
+    Parameters
+    ----------
+    subdir : str | None
+        A sub-folder to return (created if needed).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The cache folder.
+    """
+    root = os.environ.get(CACHE_CONFIG_KEY)
+    if not root:
+        import mne
+
+        root = mne.get_config(CACHE_CONFIG_KEY) or str(
+            Path("~/mne_data/mne_synapse").expanduser()
+        )
+    path = Path(root).expanduser()
+    if subdir is not None:
+        path = path / subdir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def hash_params(params):
+    """Stable short hash of a JSON-serialisable dict (used as a cache key)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def hash_file(path, chunk_size=1 << 20):
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fid:
+        for chunk in iter(lambda: fid.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Write a file so that an interrupted write never leaves it half-written.
+
+    ``write_fn(fid)`` writes into a temporary file in the same folder, which is
+    flushed, fsynced and then renamed over ``path`` (an atomic operation on
+    POSIX and Windows), so a crash leaves either the old file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fid:
+            write_fn(fid)
+            fid.flush()
+            os.fsync(fid.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def check_finite(X, name="X"):
+    """Raise a ValueError naming the fix if ``X`` holds NaN or infinite values."""
+    X = np.asarray(X)
+    if not np.all(np.isfinite(X)):
+        n_bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite values. Interpolate bad "
+            "channels or drop bad epochs first (e.g. epochs.drop_bad(), "
+            "raw.interpolate_bads())."
+        )
+    return X
