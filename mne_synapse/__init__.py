@@ -14,7 +14,7 @@ _LAZY = {
     "models": "mne_synapse.models",
     "losses": "mne_synapse.losses",
     "SynapseEncoder": "mne_synapse.encoder",
-    "CLIPTargets": "mne_synapse.clip",
+    "CLIPEmbedder": "mne_synapse.clip",
     "get_cache_dir": "mne_synapse.utils",
 }
 

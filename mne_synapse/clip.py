@@ -1,0 +1,287 @@
+"""CLIP targets of Stage 1: image embeddings and caption token states.
+
+SYNAPSE aligns the EEG latent to OpenCLIP ViT-H-14 (``laion2b_s32b_b79k``),
+the text encoder of Stable Diffusion 2.x: ``Z_latent`` is pulled towards the
+caption's *token states* (77 x 1024, what SD 2.x's cross-attention reads) and
+its token mean towards the *image* embedding (1024). Embeddings are computed
+once per (model, image) and cached in memory and, optionally, on disk, so
+cross-validation does not re-encode the stimuli for every fold.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .utils import atomic_write
+
+TINY_CLIP_CONFIG = dict(
+    embed_dim=64,
+    vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32, patch_size=8),
+    text_cfg=dict(context_length=24, vocab_size=49408, width=64, heads=2, layers=2),
+)
+_HUB_HINT = {
+    ("ViT-H-14", "laion2b_s32b_b79k"): "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+}
+# Process-wide memory cache: {(model key, kind, content hash): array}.
+_MEMORY_CACHE = {}
+
+
+def _content_hash(array):
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha1(str((array.shape, array.dtype.str)).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def read_image(image):
+    """Return an image as an (H, W, 3) uint8 array from an array or a file path.
+
+    Raises a ``FileNotFoundError`` or ``ValueError`` that names the image when
+    it is missing or unreadable.
+    """
+    if isinstance(image, (str, Path)):
+        from PIL import Image, UnidentifiedImageError
+
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Stimulus image {str(path)!r} does not exist. Check the "
+                "'image_path' column of epochs.metadata (or the images you passed)."
+            )
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"Stimulus image {str(path)!r} is unreadable: {err}") from err
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"An image must be (height, width, 3) or a file path, got shape {array.shape}."
+        )
+    if array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError("Float images must hold values in [0, 255] (or pass uint8).")
+        scale = 255.0 if array.max() <= 1.0 else 1.0
+        array = np.round(array * scale).astype(np.uint8)
+    return array[..., :3]
+
+
+class CLIPEmbedder:
+    """Embed stimuli and captions with an OpenCLIP model.
+
+    Parameters
+    ----------
+    model_name : str
+        An OpenCLIP architecture (``open_clip.list_models()``), e.g.
+        ``'ViT-H-14'`` (the paper's), or ``'tiny'``: a 64-d CLIP for 32 px
+        images built offline from :data:`TINY_CLIP_CONFIG`.
+    pretrained : str | path-like | None
+        An OpenCLIP pretrained tag (``'laion2b_s32b_b79k'``) or the path of a
+        local checkpoint file. ``None`` keeps random weights (seeded), which is
+        only meaningful for ``'tiny'``.
+    text_layer : ``'penultimate'`` | ``'last'``
+        Which transformer layer gives the caption token states (followed by
+        the final LayerNorm). Stable Diffusion 2.x is conditioned on the
+        penultimate layer, so that is the default.
+    device : str
+        Torch device for encoding.
+    batch_size : int
+        Images or captions per forward pass.
+    cache_dir : path-like | None
+        If given, embeddings are also cached there as ``.npy`` files.
+    """
+
+    def __init__(self, model_name="ViT-H-14", pretrained="laion2b_s32b_b79k",
+                 text_layer="penultimate", device="cpu", batch_size=64, cache_dir=None):
+        if text_layer not in ("penultimate", "last"):
+            raise ValueError(f"text_layer must be 'penultimate' or 'last', got {text_layer!r}.")
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.text_layer = text_layer
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self._model = None
+
+    # -- model -------------------------------------------------------------
+    @property
+    def model_key(self):
+        """A string identifying the weights and options (the cache key)."""
+        pretrained = self.pretrained
+        if pretrained is not None and Path(str(pretrained)).is_file():
+            stat = Path(pretrained).stat()
+            pretrained = f"{Path(pretrained).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{self.model_name}|{pretrained}|{self.text_layer}"
+
+    @property
+    def model(self):
+        """The OpenCLIP model, loaded on first use."""
+        if self._model is None:
+            self._model, self._preprocess, self._tokenizer = self._load()
+        return self._model
+
+    def _load(self):
+        import open_clip
+        import torch
+
+        if self.model_name == "tiny":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = open_clip.model.CLIP(**TINY_CLIP_CONFIG)
+            if self.pretrained is not None:
+                self._load_local_weights(model)
+            image_size = TINY_CLIP_CONFIG["vision_cfg"]["image_size"]
+            preprocess = open_clip.transform.image_transform(image_size, is_train=False)
+            tokenizer = open_clip.tokenizer.SimpleTokenizer(
+                context_length=TINY_CLIP_CONFIG["text_cfg"]["context_length"]
+            )
+        else:
+            model, preprocess, tokenizer = self._load_open_clip(open_clip)
+        return model.to(self.device).eval().requires_grad_(False), preprocess, tokenizer
+
+    def _load_local_weights(self, model):
+        from safetensors.torch import load_file
+
+        path = Path(self.pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"CLIP weights file {str(path)!r} does not exist.")
+        model.load_state_dict(load_file(path))
+
+    def _load_open_clip(self, open_clip):
+        known = open_clip.list_models()
+        if self.model_name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(self.model_name, known, n=3)
+            raise ValueError(
+                f"Unknown CLIP model {self.model_name!r}. Did you mean {close}? "
+                "See open_clip.list_models(), or use 'tiny'."
+            )
+        pretrained = self.pretrained
+        if pretrained is not None and not Path(str(pretrained)).is_file():
+            if any(sep in str(pretrained) for sep in ("/", "\\")) or str(pretrained).endswith(
+                (".bin", ".pt", ".pth", ".safetensors")
+            ):
+                raise FileNotFoundError(f"CLIP checkpoint {str(pretrained)!r} does not exist.")
+            tags = open_clip.list_pretrained_tags_by_model(self.model_name)
+            if pretrained not in tags:
+                raise ValueError(
+                    f"Unknown pretrained tag {pretrained!r} for {self.model_name}; "
+                    f"known tags: {tags}."
+                )
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.model_name, pretrained=pretrained
+            )
+        except Exception as err:  # noqa: BLE001 - any loader failure means missing weights
+            hint = _HUB_HINT.get((self.model_name, pretrained), "the Hugging Face hub (laion/...)")
+            raise FileNotFoundError(
+                f"Could not load CLIP weights {self.model_name} / {pretrained} ({err}). "
+                "This machine may be offline. On a machine with internet run "
+                f"`python -c \"import open_clip; open_clip.create_model('{self.model_name}', "
+                f"pretrained='{pretrained}')\"` (weights land in ~/.cache/huggingface/hub), "
+                f"or download the checkpoint from {hint} and pass its path as pretrained=."
+            ) from err
+        return model, preprocess, open_clip.get_tokenizer(self.model_name)
+
+    @property
+    def embed_dim(self):
+        """Size of the image embedding."""
+        return int(self.model.text_projection.shape[-1])
+
+    @property
+    def context_length(self):
+        """Number of caption tokens (77 for OpenCLIP ViT-H-14)."""
+        return int(self.model.positional_embedding.shape[0])
+
+    @property
+    def text_width(self):
+        """Size of each caption token state (1024 for ViT-H-14)."""
+        return int(self.model.ln_final.weight.shape[0])
+
+    # -- embeddings ----------------------------------------------------------
+    def _cached(self, kind, keys, compute):
+        """Look ``keys`` up in memory, then on disk; ``compute`` the missing ones."""
+        folder = None
+        if self.cache_dir is not None:
+            model_hash = hashlib.sha1(self.model_key.encode()).hexdigest()[:16]
+            folder = Path(self.cache_dir) / model_hash / kind
+        out, missing = {}, []
+        for key in dict.fromkeys(keys):
+            full_key = (self.model_key, kind, key)
+            if full_key in _MEMORY_CACHE:
+                out[key] = _MEMORY_CACHE[full_key]
+            elif folder is not None and (folder / f"{key}.npy").is_file():
+                out[key] = _MEMORY_CACHE[full_key] = np.load(folder / f"{key}.npy")
+            else:
+                missing.append(key)
+        if missing:
+            for key, value in zip(missing, compute(missing)):
+                out[key] = _MEMORY_CACHE[(self.model_key, kind, key)] = value
+                if folder is not None:
+                    atomic_write(folder / f"{key}.npy", lambda fid, v=value: np.save(fid, v))
+        return np.stack([out[key] for key in keys])
+
+    def embed_images(self, images):
+        """L2-normalised CLIP image embeddings, shape (n_images, embed_dim).
+
+        Parameters
+        ----------
+        images : sequence of (H, W, 3) uint8 arrays or file paths
+            The stimuli.
+        """
+        import torch
+        from PIL import Image
+
+        arrays = [read_image(image) for image in images]
+        keys = [_content_hash(a) for a in arrays]
+        by_key = dict(zip(keys, arrays))
+
+        def compute(missing):
+            self.model  # noqa: B018 - loads the preprocessing transform too
+            results = []
+            for start in range(0, len(missing), self.batch_size):
+                batch = torch.stack([
+                    self._preprocess(Image.fromarray(by_key[k]))
+                    for k in missing[start:start + self.batch_size]
+                ]).to(self.device)
+                with torch.no_grad():
+                    emb = self.model.encode_image(batch, normalize=True)
+                results.extend(emb.float().cpu().numpy())
+            return results
+
+        return self._cached("image", keys, compute)
+
+    def embed_caption_tokens(self, captions):
+        """Caption token states, shape (n_captions, context_length, text_width).
+
+        These are what Stable Diffusion 2.x's cross-attention reads, and the
+        alignment target of ``Z_latent``.
+        """
+        import torch
+
+        captions = [str(c) for c in captions]
+        keys = [hashlib.sha1(c.encode()).hexdigest() for c in captions]
+        by_key = dict(zip(keys, captions))
+
+        def compute(missing):
+            model = self.model
+            n_layers = len(model.transformer.resblocks)
+            layer = n_layers - 2 if self.text_layer == "penultimate" else n_layers - 1
+            results = []
+            for start in range(0, len(missing), self.batch_size):
+                texts = [by_key[k] for k in missing[start:start + self.batch_size]]
+                tokens = self._tokenizer(texts).to(self.device)
+                with torch.no_grad():
+                    x = model.token_embedding(tokens) + model.positional_embedding
+                    _, hidden = model.transformer.forward_intermediates(
+                        x, attn_mask=model.attn_mask, indices=[layer], stop_early=True
+                    )
+                    states = model.ln_final(hidden[0])
+                results.extend(states.float().cpu().numpy())
+            return results
+
+        return self._cached("text", keys, compute)
