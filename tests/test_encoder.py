@@ -1,0 +1,155 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from mne_synapse import SynapseEncoder
+
+FAST = dict(max_epochs=2, batch_size=16, module_kwargs=dict(widths=(16, 32), n_heads=2))
+
+
+@pytest.fixture(scope="module")
+def fitted(small_synthetic):
+    return SynapseEncoder(random_state=0, verbose=False, **FAST).fit(small_synthetic.epochs)
+
+
+def test_fit_transform_shapes(fitted, small_synthetic):
+    epochs = small_synthetic.epochs
+    Z = fitted.transform(epochs)
+    assert Z.shape == (len(epochs), 64)  # tiny CLIP: 64-d embedding space
+    assert np.isfinite(Z).all()
+    tokens = clone(fitted).set_params(output="tokens")
+    tokens.fit(epochs[:20])
+    assert tokens.transform(epochs[:3]).shape == (3, 24, 64)  # tiny CLIP: 24 caption tokens
+    x_hat = fitted.reconstruct(epochs[:4])
+    assert x_hat.shape == (4, 128, 64)
+    assert fitted.n_chans_ == 128 and fitted.n_times_ == 64 and fitted.sfreq_ == 128.0
+    history = fitted.history_[:, "train_loss"]
+    assert len(history) == 2 and all(np.isfinite(history))
+
+
+def test_training_lowers_the_loss(small_synthetic):
+    est = SynapseEncoder(random_state=0, verbose=False, max_epochs=8, batch_size=16,
+                         module_kwargs=dict(widths=(16, 32), n_heads=2))
+    est.fit(small_synthetic.epochs)
+    losses = est.history_[:, "train_loss"]
+    assert losses[-1] < losses[0] * 0.95
+
+
+def test_same_random_state_same_output(small_synthetic):
+    epochs = small_synthetic.epochs[:30]
+    a = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
+    b = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
+    c = SynapseEncoder(random_state=4, verbose=False, **FAST).fit(epochs).transform(epochs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_arrays_with_explicit_stimuli(small_synthetic):
+    data = small_synthetic
+    md = data.epochs.metadata
+    X = data.epochs.get_data()
+    images = data.images[md.image_index.to_numpy()]
+    est = SynapseEncoder(random_state=0, verbose=False, **FAST)
+    est.fit(X, images=images, captions=md.caption.to_numpy())
+    assert est.transform(X[:5]).shape == (5, 64)
+    assert est.sfreq_ is None and est.ch_names_ is None
+
+
+def test_pickle_clone_and_save_load(fitted, small_synthetic, tmp_path):
+    epochs = small_synthetic.epochs[:10]
+    expected = fitted.transform(epochs)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(restored.transform(epochs), expected, rtol=1e-5, atol=1e-6)
+    assert clone(fitted).get_params() == fitted.get_params()
+    assert not hasattr(clone(fitted), "net_")
+    fitted.save(tmp_path / "enc")
+    loaded = SynapseEncoder.load(tmp_path / "enc")
+    np.testing.assert_allclose(loaded.transform(epochs), expected, rtol=1e-5, atol=1e-6)
+    # A corrupted weights file is detected, not silently loaded.
+    weights = tmp_path / "enc" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="hash"):
+        SynapseEncoder.load(tmp_path / "enc")
+
+
+def test_pipeline_cross_val_score_on_epochs(small_synthetic):
+    epochs = small_synthetic.epochs
+    md = epochs.metadata
+    clf = make_pipeline(SynapseEncoder(random_state=0, verbose=False, **FAST),
+                        LogisticRegression(max_iter=200))
+    scores = cross_val_score(clf, epochs, md.label, groups=md.image_id, cv=GroupKFold(2))
+    assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
+
+
+def test_uncertainty_weighting_parameters_are_trained(small_synthetic):
+    est = SynapseEncoder(random_state=0, verbose=False, uncertainty_weighting=True, **FAST)
+    est.fit(small_synthetic.epochs[:40])
+    log_vars = est.net_.criterion_.log_vars.detach().numpy()
+    assert np.any(log_vars != 0)  # initialised at 0, moved by the optimiser
+
+
+@pytest.mark.parametrize("make_input, match", [
+    (lambda ep: ep.get_data()[:, :10], "channels"),
+    (lambda ep: ep.get_data()[:, :, :30], "times"),
+    (lambda ep: ep.get_data()[0], "3-D|channels"),
+    (lambda ep: np.full((2, 128, 64), np.nan), "NaN"),
+    (lambda ep: ep.copy().resample(64.0), "Hz"),
+    (lambda ep: "not data", "mne.Epochs"),
+])
+def test_transform_rejects_bad_input(fitted, small_synthetic, make_input, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        fitted.transform(make_input(small_synthetic.epochs))
+
+
+def test_unfitted_and_bad_fit_inputs(small_synthetic):
+    from sklearn.exceptions import NotFittedError
+
+    epochs = small_synthetic.epochs[:10]
+    with pytest.raises(NotFittedError):
+        SynapseEncoder().transform(epochs)
+    no_images = epochs.copy()
+    no_images.metadata = no_images.metadata.drop(columns=["image_path"])
+    with pytest.raises(ValueError, match="image_path"):
+        SynapseEncoder(**FAST).fit(no_images)
+    with pytest.raises(ValueError, match="labels"):
+        SynapseEncoder(**FAST).fit(epochs, y=np.zeros(3))
+    with pytest.raises(ValueError, match="images"):
+        SynapseEncoder(**FAST).fit(epochs.get_data(), images=small_synthetic.images[:3])
+    with pytest.raises(ValueError, match="preset"):
+        SynapseEncoder(preset="huge").fit(epochs)
+    bad_path = epochs.copy()
+    bad_path.metadata.loc[:, "image_path"] = "/nonexistent/image.png"
+    with pytest.raises(FileNotFoundError, match="image_path"):
+        SynapseEncoder(**FAST).fit(bad_path)
+
+
+# scikit-learn's own estimator checks. They feed 2-D arrays, which the encoder
+# reads as single-channel signals; without stimuli it trains as a plain
+# autoencoder (align and contrastive terms off).
+_EXPECTED_FAILED_CHECKS = {
+    "check_estimators_empty_data_messages": "3-D EEG input; the message names n_times, not features",
+    "check_fit2d_predict1d": "1-D input is rejected with a 3-D shape message",
+    "check_n_features_in_after_fitting": "the shape error speaks of channels x times, not features",
+    "check_transformer_preserve_dtypes": "output is float32 whatever the input (torch)",
+}
+
+
+def _sklearn_check_estimators():
+    return [SynapseEncoder(
+        align_weight=0, contrastive_weight=0, max_epochs=1, batch_size=8, random_state=0,
+        verbose=False, module_kwargs=dict(widths=(8, 16), n_heads=2, embed_dim=8, n_tokens=4),
+    )]
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks(_sklearn_check_estimators(),
+                         expected_failed_checks=lambda est: _EXPECTED_FAILED_CHECKS)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

@@ -1,0 +1,165 @@
+"""Tests of the Stage-1 hybrid autoencoder (small and fast; the paper size runs once)."""
+
+import time
+
+import pytest
+import torch
+
+from mne_synapse.losses import reconstruction_loss
+from mne_synapse.models import PRESETS, SynapseAutoencoder, count_parameters
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run torch on one thread: on a shared 2-core machine, intra-op threads
+    competing with other processes make these small ops ~100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(**kw):
+    kw.setdefault("n_chans", 16)
+    kw.setdefault("n_times", 32)
+    return SynapseAutoencoder.from_preset("tiny", **kw)
+
+
+def test_paper_preset_shapes_and_size():
+    torch.manual_seed(0)
+    model = SynapseAutoencoder.from_preset("paper", n_chans=128, n_times=440).eval()
+    assert model.electrode_schedule == (128, 64, 16, 4, 1)
+    n_params = count_parameters(model)
+    print(f"paper preset: {n_params:,} parameters")
+    # 55,094,859 with these sizes; a wrong wiring moves this by millions.
+    assert 50e6 < n_params < 60e6
+    with torch.no_grad():
+        z, x_hat = model(torch.randn(2, 128, 440))
+    assert z.shape == (2, 77, 1024)
+    assert x_hat.shape == (2, 128, 440)
+    assert torch.isfinite(z).all() and torch.isfinite(x_hat).all()
+
+
+def test_tiny_other_sizes_and_encode_decode():
+    model = _tiny(n_chans=32, n_times=100).eval()
+    assert model.electrode_schedule == (32, 16)
+    x = torch.randn(3, 32, 100)
+    z, x_hat = model(x)
+    assert z.shape == (3, 24, 64) and x_hat.shape == (3, 32, 100)
+    # forward is exactly decode(encode(x)): the decoder sees only the latent.
+    torch.testing.assert_close(model.decode(model.encode(x)), x_hat)
+    with pytest.raises(ValueError, match="latent of shape"):
+        model.decode(torch.randn(3, 23, 64))
+
+
+def test_decoder_uses_only_latent():
+    model = _tiny().eval()
+    x1, x2 = torch.randn(2, 16, 32), torch.randn(2, 16, 32)
+    z = model.encode(x1)
+    # Same z, different inputs elsewhere: decode cannot depend on anything but z.
+    model.encode(x2)
+    torch.testing.assert_close(model.decode(z), model(x1)[1])
+
+
+def test_tiny_speed_batch32():
+    torch.manual_seed(0)
+    model = SynapseAutoencoder.from_preset("tiny", n_chans=128, n_times=128)
+    x = torch.randn(32, 128, 128)
+    z, x_hat = model(x)  # warm-up
+    (z.mean() + x_hat.mean()).backward()
+    timings = []
+    for _ in range(3):  # best of 3: robust to other processes on the machine
+        t0 = time.perf_counter()
+        z, x_hat = model(x)
+        reconstruction_loss(x_hat, x).backward()
+        timings.append(time.perf_counter() - t0)
+    elapsed = min(timings)
+    print(f"tiny fwd+bwd batch 32: {elapsed:.3f} s, {count_parameters(model):,} params")
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.randn(16, 32), "got \\(16, 32\\)"),
+    (torch.randn(2, 15, 32), "n_chans=16"),
+    (torch.randn(2, 16, 31), "n_times=32"),
+    (torch.randn(2, 1, 16, 32), "Expected input of shape"),
+])
+def test_bad_inputs(bad, match):
+    model = _tiny()
+    with pytest.raises(ValueError, match=match):
+        model(bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(widths=(32, 66)), "divisible by n_heads"),
+    (dict(embed_dim=66), "embed_dim=66 must be divisible"),
+    (dict(electrode_schedule=(16, 16)), "strictly decreasing"),
+    (dict(electrode_schedule=(16, 17)), "strictly decreasing"),
+    (dict(electrode_schedule=(15, 4)), "must equal n_chans"),
+    (dict(electrode_schedule=(16, 8, 4)), "one entry per level"),
+    (dict(n_res_blocks=0), "n_res_blocks must be a positive int"),
+    (dict(widths=()), "widths\\[0\\]"),
+    (dict(dropout=1.0), "dropout"),
+])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _tiny(**kwargs)
+
+
+def test_unknown_preset_and_missing_sizes():
+    with pytest.raises(ValueError, match="known presets.*paper.*tiny"):
+        SynapseAutoencoder.from_preset("huge", n_chans=4, n_times=8)
+    with pytest.raises(ValueError, match="pass n_chans or chs_info"):
+        SynapseAutoencoder(n_times=32, **PRESETS["tiny"])
+    with pytest.raises(ValueError, match="pass n_times"):
+        SynapseAutoencoder(n_chans=16, **PRESETS["tiny"])
+    # Small montages shrink to one electrode, then stay there.
+    model = SynapseAutoencoder(n_chans=4, n_times=8, widths=(8, 8, 8, 8), n_heads=4,
+                               embed_dim=8, n_tokens=4)
+    assert model.electrode_schedule == (4, 2, 1, 1)
+    assert model(torch.randn(2, 4, 8))[1].shape == (2, 4, 8)
+
+
+def test_chs_info_and_window_inference():
+    chs_info = [{"ch_name": f"EEG{i:03d}"} for i in range(12)]
+    model = _tiny(n_chans=None, n_times=None, chs_info=chs_info,
+                  sfreq=64.0, input_window_seconds=0.5)
+    assert (model.n_chans, model.n_times) == (12, 32)
+    assert model.chs_info is chs_info and model.input_shape == (1, 12, 32)
+    assert model(torch.randn(1, 12, 32))[1].shape == (1, 12, 32)
+    with pytest.raises(ValueError, match="differs from len\\(chs_info\\)"):
+        _tiny(n_chans=13, chs_info=chs_info)
+
+
+def test_paper_schedule_adapts_to_other_montages():
+    # The paper's fixed schedule is for 128 channels; others get a derived one.
+    kw = dict(widths=(16, 32), n_heads=4, embed_dim=32, n_tokens=8)
+    model = SynapseAutoencoder.from_preset("paper", n_chans=64, n_times=16, **kw)
+    assert model.electrode_schedule == (64, 32)
+
+
+def test_seeded_construction_is_deterministic():
+    torch.manual_seed(1)
+    a = _tiny().state_dict()
+    torch.manual_seed(1)
+    b = _tiny().state_dict()
+    torch.manual_seed(2)
+    c = _tiny().state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_tiny_trains():
+    torch.manual_seed(0)
+    model = _tiny(dropout=0.0)
+    x = torch.randn(8, 16, 32)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(50):
+        opt.zero_grad()
+        loss = reconstruction_loss(model(x)[1], x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
