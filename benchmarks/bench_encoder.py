@@ -1,0 +1,189 @@
+"""Stage 1 benchmark: SynapseEncoder + LogisticRegression next to its peers.
+
+Same image-disjoint folds for every model, in the same run:
+
+- ``multi``: all subjects, train on the ``train``/``val`` images, test on the
+  ``test`` images;
+- ``within``: the same, one subject at a time (mean over subjects);
+- ``loso``: leave one subject out, and its ``test`` images only (subject- and
+  image-disjoint).
+
+Peers: braindecode ``EEGNet`` and ``ShallowFBCSPNet`` (``EEGClassifier``),
+pyriemann ``XdawnCovariances + TangentSpace + LR``, and a linear model. Every
+row shows chance; the SynapseEncoder and linear rows also show a
+shuffled-label control (the classifier trained on permuted labels).
+
+Run ``python benchmarks/bench_encoder.py`` (``--quick`` for a smaller run,
+``--cvpr40 FILE --image-root DIR --splits FILE`` for CVPR40-format data).
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from mne_synapse import SynapseEncoder
+
+
+def _peers(n_classes, epochs_budget, seed):
+    from braindecode import EEGClassifier
+    from mne.decoding import Vectorizer
+    from pyriemann.estimation import XdawnCovariances
+    from pyriemann.tangentspace import TangentSpace
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    def to_float32(X):
+        # braindecode trains on microvolts-scale float32 input.
+        return (np.asarray(X) * 1e6).astype(np.float32)
+
+    def braindecode(name):
+        return make_pipeline(FunctionTransformer(to_float32), EEGClassifier(
+            name, max_epochs=epochs_budget, batch_size=32, lr=1e-3, train_split=None,
+            verbose=0, device="cpu", iterator_train__shuffle=True,
+        ))
+
+    return {
+        "EEGNet": lambda: braindecode("EEGNet"),
+        "ShallowFBCSPNet": lambda: braindecode("ShallowFBCSPNet"),
+        "Xdawn+TS+LR": lambda: make_pipeline(
+            XdawnCovariances(nfilter=4, estimator="oas"), TangentSpace(),
+            LogisticRegression(max_iter=1000)),
+        "linear": lambda: make_pipeline(
+            FunctionTransformer(lambda X: np.asarray(X)[:, :, ::4]), Vectorizer(),
+            StandardScaler(), LogisticRegression(C=0.01, max_iter=1000)),
+    }
+
+
+def _scores(proba, y_true, classes):
+    ranks = np.argsort(-proba, axis=1)
+    top1 = np.mean(classes[ranks[:, 0]] == y_true)
+    top5 = np.mean([t in classes[r[:5]] for t, r in zip(y_true, ranks)])
+    return top1, top5
+
+
+def _fit_score(make_model, epochs, train, test, labels):
+    import torch
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = make_model()
+    X_train, X_test = epochs[train], epochs[test]
+    if not isinstance(model[0], SynapseEncoder):  # peers take arrays
+        X_train, X_test = X_train.get_data(), X_test.get_data()
+    model.fit(X_train, labels[train])
+    fit_time = time.perf_counter() - start
+    proba = model.predict_proba(X_test)
+    classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
+    return (*_scores(proba, labels[test], np.asarray(classes)), fit_time, model)
+
+
+def _retrieval(encoder, epochs, test, md, clip):
+    """EEG -> image retrieval among the distinct test images (top-1, top-5, chance)."""
+    z = encoder.transform(epochs[test])
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    paths = md.image_path.to_numpy()[test]
+    candidates = np.unique(paths)
+    emb = clip.embed_images(candidates)
+    ranks = np.argsort(-(z @ emb.T), axis=1)
+    truth = np.searchsorted(candidates, paths)
+    top1 = np.mean(ranks[:, 0] == truth)
+    top5 = np.mean([t in r[:5] for t, r in zip(truth, ranks)])
+    return top1, top5, 1.0 / len(candidates)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and settings")
+    parser.add_argument("--settings", default="multi,loso,within")
+    parser.add_argument("--encoder-epochs", type=int, default=None)
+    parser.add_argument("--cvpr40", default=None, help="CVPR40-format .pth file")
+    parser.add_argument("--image-root", default=None)
+    parser.add_argument("--splits", default=None)
+    args = parser.parse_args(argv)
+
+    import mne
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from mne_synapse.clip import CLIPEmbedder
+    from mne_synapse.datasets import load_cvpr40, make_synthetic
+    from mne_synapse.models import SynapseAutoencoder, count_parameters
+
+    mne.set_log_level("WARNING")
+    if args.cvpr40:
+        epochs = load_cvpr40(args.cvpr40, image_root=args.image_root, splits_fname=args.splits)
+        source = f"CVPR40 file {args.cvpr40}"
+    else:
+        epochs = make_synthetic().epochs
+        source = "synthetic (make_synthetic defaults)"
+    md = epochs.metadata.reset_index(drop=True)
+    labels = md.label.to_numpy()
+    n_classes = len(np.unique(labels))
+    enc_epochs = args.encoder_epochs or (15 if args.quick else 40)
+    peer_epochs = 15 if args.quick else 40
+    settings = args.settings.split(",")
+    if args.quick:
+        settings = [s for s in settings if s != "within"]
+
+    def encoder():
+        return make_pipeline(
+            SynapseEncoder(max_epochs=enc_epochs, random_state=0, verbose=False),
+            LogisticRegression(max_iter=2000),
+        )
+
+    models = {"SynapseEncoder+LR": encoder, **_peers(n_classes, peer_epochs, 0)}
+    is_train = md.split.isin(["train", "val"]).to_numpy()
+    is_test = (md.split == "test").to_numpy()
+    folds = {}
+    if "multi" in settings:
+        folds["multi"] = [(np.flatnonzero(is_train), np.flatnonzero(is_test))]
+    subjects = np.unique(md.subject)
+    if "within" in settings:
+        folds["within"] = [(np.flatnonzero(is_train & (md.subject == s)),
+                            np.flatnonzero(is_test & (md.subject == s))) for s in subjects]
+    if "loso" in settings and len(subjects) > 1:
+        folds["loso"] = [(np.flatnonzero(is_train & (md.subject != s)),
+                          np.flatnonzero(is_test & (md.subject == s))) for s in subjects]
+
+    print(f"# Stage 1 benchmark on {source}")
+    print(f"{len(md)} epochs, {len(subjects)} subjects, {n_classes} classes, "
+          f"{md.image_id.nunique()} images; image-disjoint test split; "
+          f"encoder {enc_epochs} epochs, braindecode peers {peer_epochs} epochs\n")
+    print("| setting | model | top-1 | top-5 | chance | shuffled-label control | fit time (s) |")
+    print("|---|---|---|---|---|---|---|")
+    clip = CLIPEmbedder("tiny", None)
+    retrieval = {}
+    for setting, split_list in folds.items():
+        for name, make_model in models.items():
+            results = []
+            for train, test in split_list:
+                top1, top5, fit_time, model = _fit_score(make_model, epochs, train, test, labels)
+                results.append((top1, top5, fit_time))
+                if name.startswith("SynapseEncoder"):
+                    retrieval.setdefault(setting, []).append(
+                        _retrieval(model[0], epochs, test, md, clip))
+            top1, top5, fit_time = np.mean(results, axis=0)
+            control = ""
+            if name.startswith("SynapseEncoder") or name == "linear":
+                train, test = split_list[0]
+                shuffled = labels.copy()
+                shuffled[train] = np.random.default_rng(0).permutation(labels[train])
+                control = f"{_fit_score(make_model, epochs, train, test, shuffled)[0]:.3f}"
+            print(f"| {setting} | {name} | {top1:.3f} | {top5:.3f} | {1 / n_classes:.3f} "
+                  f"| {control} | {fit_time:.1f} |", flush=True)
+
+    print("\n| setting | EEG -> image retrieval top-1 | top-5 | chance top-1 |")
+    print("|---|---|---|---|")
+    for setting, values in retrieval.items():
+        top1, top5, chance = np.mean(values, axis=0)
+        print(f"| {setting} | {top1:.3f} | {top5:.3f} | {chance:.3f} |")
+
+    paper = SynapseAutoencoder.from_preset("paper", n_chans=128, n_times=440)
+    print(f"\nSynapseAutoencoder 'paper' preset (128 x 440 -> 77 x 1024): "
+          f"{count_parameters(paper) / 1e6:.2f} M parameters")
+
+
+if __name__ == "__main__":
+    main()
