@@ -15,11 +15,6 @@ import numpy as np
 
 from .utils import atomic_write
 
-TINY_CLIP_CONFIG = dict(
-    embed_dim=64,
-    vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32, patch_size=8),
-    text_cfg=dict(context_length=24, vocab_size=49408, width=64, heads=2, layers=2),
-)
 _HUB_HINT = {
     ("ViT-H-14", "laion2b_s32b_b79k"): "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
 }
@@ -76,12 +71,12 @@ class CLIPEmbedder:
     ----------
     model_name : str
         An OpenCLIP architecture (``open_clip.list_models()``), e.g.
-        ``'ViT-H-14'`` (the paper's), or ``'tiny'``: a 64-d CLIP for 32 px
-        images built offline from :data:`TINY_CLIP_CONFIG`.
+        ``'ViT-H-14'`` (the paper's), or ``'tiny'``: the miniature world's
+        64-d CLIP for 32 px stimuli (:mod:`mne_synapse.tiny_clip`).
     pretrained : str | path-like | None
         An OpenCLIP pretrained tag (``'laion2b_s32b_b79k'``) or the path of a
-        local checkpoint file. ``None`` keeps random weights (seeded), which is
-        only meaningful for ``'tiny'``.
+        local checkpoint file. For ``'tiny'``: ``'synthetic'`` (the weights
+        shipped with the package), a file, or ``None`` for random weights.
     text_layer : ``'penultimate'`` | ``'last'``
         Which transformer layer gives the caption token states (followed by
         the final LayerNorm). Stable Diffusion 2.x is conditioned on the
@@ -128,27 +123,15 @@ class CLIPEmbedder:
         import torch
 
         if self.model_name == "tiny":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model = open_clip.model.CLIP(**TINY_CLIP_CONFIG)
-            if self.pretrained is not None:
-                self._load_local_weights(model)
-            image_size = TINY_CLIP_CONFIG["vision_cfg"]["image_size"]
+            from .tiny_clip import build_tiny_clip
+
+            model, tokenizer = build_tiny_clip(self.pretrained)
+            image_size = model.visual.image_size
+            image_size = image_size[0] if isinstance(image_size, tuple) else image_size
             preprocess = open_clip.transform.image_transform(image_size, is_train=False)
-            tokenizer = open_clip.tokenizer.SimpleTokenizer(
-                context_length=TINY_CLIP_CONFIG["text_cfg"]["context_length"]
-            )
         else:
             model, preprocess, tokenizer = self._load_open_clip(open_clip)
         return model.to(self.device).eval().requires_grad_(False), preprocess, tokenizer
-
-    def _load_local_weights(self, model):
-        from safetensors.torch import load_file
-
-        path = Path(self.pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"CLIP weights file {str(path)!r} does not exist.")
-        model.load_state_dict(load_file(path))
 
     def _load_open_clip(self, open_clip):
         known = open_clip.list_models()

@@ -12,6 +12,7 @@ from . import _inputs
 from .utils import atomic_write, hash_file
 
 _FORMAT_VERSION = 1
+DEFAULT_CLIP_WEIGHTS = {"tiny": "synthetic", "ViT-H-14": "laion2b_s32b_b79k"}
 
 
 class SynapseEncoder(TransformerMixin, BaseEstimator):
@@ -32,7 +33,9 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         Overrides of the preset (e.g. ``{'widths': (32, 64, 128)}``).
     clip_model, clip_pretrained : str, str | path | None
         The CLIP model giving the targets (see :class:`~mne_synapse.clip.CLIPEmbedder`):
-        ``'ViT-H-14'`` / ``'laion2b_s32b_b79k'`` for the paper, ``'tiny'`` for CPU.
+        ``'ViT-H-14'`` / ``'laion2b_s32b_b79k'`` for the paper, ``'tiny'`` /
+        ``'synthetic'`` for the miniature world. ``'auto'`` picks those
+        defaults (and requires an explicit tag for other models).
     recon_weight, align_weight, contrastive_weight : float
         Weights of the loss terms; 0 disables a term (and its data needs).
     uncertainty_weighting : bool
@@ -84,7 +87,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, preset="tiny", module_kwargs=None, clip_model="tiny",
-                 clip_pretrained=None, recon_weight=1.0, align_weight=1.0,
+                 clip_pretrained="auto", recon_weight=1.0, align_weight=1.0,
                  contrastive_weight=1.0, uncertainty_weighting=False,
                  caption_template="a photo of a {}", image_column="image_path",
                  caption_column="caption", output="pooled", max_epochs=30,
@@ -149,7 +152,15 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     def _clip(self):
         from .clip import CLIPEmbedder
 
-        return CLIPEmbedder(self.clip_model, self.clip_pretrained, device=self.device,
+        pretrained = self.clip_pretrained
+        if pretrained == "auto":
+            if self.clip_model not in DEFAULT_CLIP_WEIGHTS:
+                raise ValueError(
+                    f"No default weights for CLIP model {self.clip_model!r}; pass "
+                    "clip_pretrained= (an OpenCLIP tag or a checkpoint path)."
+                )
+            pretrained = DEFAULT_CLIP_WEIGHTS[self.clip_model]
+        return CLIPEmbedder(self.clip_model, pretrained, device=self.device,
                             cache_dir=self.cache_dir)
 
     def _is_verbose(self):

@@ -72,6 +72,9 @@ def atomic_write(path, write_fn, mode="wb"):
             write_fn(fid)
             fid.flush()
             os.fsync(fid.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
