@@ -332,8 +332,15 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             ``Z_latent`` averaged over tokens, shape (n_epochs, embed_dim), or
             all tokens, (n_epochs, n_tokens, embed_dim), if ``output='tokens'``.
         """
-        z = self._forward(X, lambda module, x: module.encode(x))
+        z = self.latent(X)
         return z.mean(axis=1) if self.output == "pooled" else z
+
+    def latent(self, X):
+        """Return ``Z_latent``, all tokens: (n_epochs, n_tokens, embed_dim).
+
+        This is the conditioning Stage 2 gives to the diffusion U-Net.
+        """
+        return self._forward(X, lambda module, x: module.encode(x))
 
     def reconstruct(self, X):
         """Decode the EEG from its latent; same shape and units as ``X``."""

@@ -1,0 +1,499 @@
+"""Stage 2 of SYNAPSE: ``EEGImageGenerator``, EEG-conditioned Stable Diffusion.
+
+The fitted :class:`~mne_synapse.SynapseEncoder` is frozen. A small adapter
+``f_adapt`` turns ``Z_latent`` into 4 extra tokens ``Z_adapt``; decoupled
+cross-attention processors read ``[Z_latent, Z_adapt]``; only the parameters
+of a trainable *recipe* of the U-Net (plus the adapter) are finetuned with the
+diffusion loss. Sampling goes through a diffusers ``StableDiffusionPipeline``
+fed with ``prompt_embeds``, so any diffusers scheduler works.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from . import _inputs
+from .utils import atomic_write, hash_file
+
+_FORMAT_VERSION = 1
+
+
+def load_base_model(base_model):
+    """Return ``(vae, unet, noise_scheduler, base_id)`` of a Stable Diffusion model.
+
+    Parameters
+    ----------
+    base_model : str | path-like | DiffusionPipeline
+        ``'tiny'`` for the miniature world's model shipped with the package,
+        a local diffusers folder (with ``unet/``, ``vae/``, ``scheduler/``), a
+        Hugging Face hub name such as ``'stabilityai/stable-diffusion-2-1'``,
+        or a loaded pipeline (its parts are copied, never modified).
+    """
+    if all(hasattr(base_model, part) for part in ("vae", "unet", "scheduler")):
+        import copy
+
+        return (copy.deepcopy(base_model.vae), copy.deepcopy(base_model.unet),
+                copy.deepcopy(base_model.scheduler), "in-memory")
+    if str(base_model) == "tiny":
+        from .tiny_sd import build_tiny_sd
+
+        vae, unet, scheduler = build_tiny_sd("synthetic")
+        return vae, unet, scheduler, "tiny"
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    folder = Path(str(base_model)).expanduser()
+    source = str(folder) if folder.is_dir() else str(base_model)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+    except Exception as err:  # noqa: BLE001 - every loader failure means missing weights
+        raise FileNotFoundError(
+            f"Could not load Stable Diffusion {base_model!r} ({type(err).__name__}: {err}). "
+            "Offline machines need the weights on disk: on a machine with internet run "
+            f"`huggingface-cli download {base_model} --include 'unet/*' 'vae/*' "
+            "'scheduler/*'` (or `StableDiffusionPipeline.from_pretrained(...)"
+            ".save_pretrained(FOLDER)`) and pass the folder as base_model."
+        ) from err
+    return vae, unet, scheduler, source
+
+
+class EEGImageGenerator(BaseEstimator):
+    """Generate the images an EEG epoch saw (Stage 2 of SYNAPSE).
+
+    Parameters
+    ----------
+    encoder : SynapseEncoder
+        A fitted Stage-1 encoder (frozen here). If it is not fitted, a clone
+        is fitted on the data given to :meth:`fit` first.
+    base_model : str | path-like
+        ``'tiny'`` (miniature world, shipped) or a Stable Diffusion model
+        (hub name or local folder), e.g. ``'stabilityai/stable-diffusion-2-1'``.
+    recipe : ``'paper'`` | ``'lean'``
+        Which U-Net parameters are finetuned (see ``mne_synapse.models.RECIPES``);
+        the adapter and new k/v projections are always trained.
+    n_adapt_tokens, adapter_scale : int, float
+        Tokens of ``Z_adapt`` and the weight of their attention branch.
+    max_steps, batch_size, grad_accumulation, lr, warmup_steps, grad_clip : int, int, int, float, int, float
+        AdamW finetuning (paper: batch 8 x 4, lr 2e-5, 100 warm-up steps, clip 1).
+    snr_gamma : float | None
+        Min-SNR loss weighting (paper: 0.5 for v-prediction); None disables it.
+    condition_dropout : float
+        Probability of replacing a context by zeros, so that classifier-free
+        guidance has an unconditional model.
+    ema_decay : float | None
+        Exponential moving average of the trained weights (e.g. 0.999).
+    mixed_precision : ``'no'`` | ``'fp16'`` | ``'bf16'``
+        Autocast on GPUs (through ``accelerate``).
+    gradient_checkpointing : bool
+        Trade compute for U-Net memory (GPUs).
+    num_inference_steps, guidance_scale : int, float
+        Default sampling settings (paper: DDIM 250 steps, guidance 7.5).
+    scheduler : str
+        Class name of the diffusers sampling scheduler (``'DDIMScheduler'``,
+        ``'DPMSolverMultistepScheduler'``, ...).
+    device : str
+        Torch device.
+    random_state : int | None
+        Seed of finetuning (generation takes its own ``random_state``).
+    verbose : bool | str | int | None
+        MNE-style verbosity; progress bars when at ``'info'``.
+
+    Attributes
+    ----------
+    encoder_ : SynapseEncoder
+        The frozen encoder.
+    unet_, vae_, adapter_ : torch modules
+        The finetuned U-Net (with EEG attention processors), the frozen VAE
+        and ``f_adapt``.
+    n_trainable_params_ : int
+        Finetuned parameters (recipe + adapter).
+    trainable_fraction_ : float
+        ``n_trainable_params_`` over the parameters of the stock U-Net.
+    loss_curve_ : list of float
+        Diffusion loss per optimisation step.
+    """
+
+    def __init__(self, encoder=None, base_model="tiny", recipe="paper", n_adapt_tokens=4,
+                 adapter_scale=1.0, max_steps=300, batch_size=8, grad_accumulation=1,
+                 lr=1e-4, warmup_steps=20, grad_clip=1.0, snr_gamma=5.0,
+                 condition_dropout=0.1, ema_decay=None, mixed_precision="no",
+                 gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
+                 scheduler="DDIMScheduler", device="cpu", random_state=None, verbose=None):
+        self.encoder = encoder
+        self.base_model = base_model
+        self.recipe = recipe
+        self.n_adapt_tokens = n_adapt_tokens
+        self.adapter_scale = adapter_scale
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.grad_accumulation = grad_accumulation
+        self.lr = lr
+        self.warmup_steps = warmup_steps
+        self.grad_clip = grad_clip
+        self.snr_gamma = snr_gamma
+        self.condition_dropout = condition_dropout
+        self.ema_decay = ema_decay
+        self.mixed_precision = mixed_precision
+        self.gradient_checkpointing = gradient_checkpointing
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.scheduler = scheduler
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- helpers -------------------------------------------------------------
+    def _validate_params(self):
+        from .models import RECIPES
+
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
+        for name in ("max_steps", "batch_size", "grad_accumulation", "n_adapt_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if not 0 <= self.condition_dropout < 1:
+            raise ValueError("condition_dropout must be in [0, 1).")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError("mixed_precision must be 'no', 'fp16' or 'bf16'.")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError("ema_decay must be in (0, 1) or None.")
+
+    def _is_verbose(self):
+        from .encoder import SynapseEncoder
+
+        return SynapseEncoder(verbose=self.verbose)._is_verbose()
+
+    def _fitted_encoder(self, X, y, images):
+        from sklearn.base import clone
+
+        from .encoder import SynapseEncoder
+
+        encoder = self.encoder if self.encoder is not None else SynapseEncoder()
+        try:
+            check_is_fitted(encoder, "net_")
+            return encoder
+        except Exception:  # noqa: BLE001 - NotFittedError: fit a clone here
+            return clone(encoder).fit(X, y, images=images)
+
+    def _image_size(self, vae, unet):
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        return int(unet.config.sample_size) * scale
+
+    def _encode_images(self, images, vae, size, torch):
+        """VAE latents (scaled as SD does) of the stimuli, resized to ``size``."""
+        from PIL import Image
+
+        from .clip import read_image
+
+        pixels = np.stack([
+            np.asarray(Image.fromarray(read_image(im)).resize((size, size), Image.BICUBIC))
+            for im in images
+        ])
+        x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+        latents = []
+        with torch.no_grad():
+            for start in range(0, len(x), 32):
+                dist = vae.encode(x[start:start + 32].to(vae.device)).latent_dist
+                latents.append(dist.mean.cpu() * vae.config.scaling_factor)
+        return torch.cat(latents)
+
+    def _context(self, z, torch):
+        z = torch.as_tensor(z, device=next(self.adapter_.parameters()).device)
+        return torch.cat([z, self.adapter_(z)], dim=1)
+
+    # -- fit -------------------------------------------------------------------
+    def fit(self, X, y=None, images=None):
+        """Finetune the adapter and the recipe's U-Net parameters on EEG-image pairs.
+
+        Parameters
+        ----------
+        X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
+            EEG; with Epochs, the stimulus of each epoch is read from
+            ``metadata[encoder.image_column]``.
+        y : None
+            Unused (accepted so the estimator fits in Pipelines).
+        images : sequence | None
+            One stimulus per epoch (arrays or paths), overriding the metadata.
+
+        Returns
+        -------
+        self : EEGImageGenerator
+        """
+        import torch
+        from accelerate import Accelerator
+        from diffusers.training_utils import EMAModel, compute_snr
+
+        from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
+
+        self._validate_params()
+        data, _, metadata = _inputs.get_data(X)
+        encoder = self._fitted_encoder(X, y, images)
+        image_column = getattr(encoder, "image_column", "image_path")
+        images, _ = _inputs.resolve_stimuli(
+            len(data), metadata, images, None, None, image_column, "caption", "{}",
+            need_images=True, need_captions=False,
+        )
+        vae, unet, noise_scheduler, base_id = load_base_model(self.base_model)
+        z = encoder.latent(X)
+        cross_dim = unet.config.cross_attention_dim
+        if z.shape[-1] != cross_dim:
+            raise ValueError(
+                f"The encoder's latent has {z.shape[-1]} features per token but the "
+                f"U-Net's cross-attention expects {cross_dim}. Fit the encoder with "
+                "the CLIP model of this Stable Diffusion (SD 2.x: ViT-H-14, 1024)."
+            )
+        seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+        n_unet_params = count_parameters(unet, trainable_only=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            install_eeg_processors(unet, self.n_adapt_tokens, self.adapter_scale)
+            apply_recipe(unet, self.recipe)
+            adapter = EEGAdapter(z.shape[-1], cross_dim, self.n_adapt_tokens)
+        vae.requires_grad_(False).eval()
+        if self.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        params = [p for p in unet.parameters() if p.requires_grad] + list(adapter.parameters())
+
+        accelerator = Accelerator(
+            cpu=self.device == "cpu", mixed_precision=self.mixed_precision,
+            gradient_accumulation_steps=self.grad_accumulation,
+        )
+        vae.to(accelerator.device)
+        latents = self._encode_images(images, vae, self._image_size(vae, unet), torch)
+        z = torch.as_tensor(z, dtype=torch.float32)
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)
+        warmup = max(1, self.warmup_steps)
+        lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        unet, adapter, optimizer, lr_schedule = accelerator.prepare(
+            unet, adapter, optimizer, lr_schedule)
+        ema = EMAModel(params, decay=self.ema_decay) if self.ema_decay else None
+        generator = torch.Generator().manual_seed(seed)
+        n_train_steps = noise_scheduler.config.num_train_timesteps
+        self.loss_curve_ = []
+        unet.train()
+        adapter.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(self.max_steps * self.grad_accumulation):
+                idx = torch.randint(0, len(z), (self.batch_size,), generator=generator)
+                x0 = latents[idx].to(accelerator.device)
+                noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+                t = torch.randint(0, n_train_steps, (len(idx),), generator=generator).to(x0.device)
+                noisy = noise_scheduler.add_noise(x0, noise, t)
+                if noise_scheduler.config.prediction_type == "v_prediction":
+                    target = noise_scheduler.get_velocity(x0, noise, t)
+                else:
+                    target = noise
+                with accelerator.accumulate(unet, adapter):
+                    zb = z[idx].to(x0.device)
+                    context = torch.cat([zb, adapter(zb)], dim=1)
+                    # Condition dropout: the unconditional model of classifier-free guidance.
+                    keep = torch.rand(len(idx), generator=generator) >= self.condition_dropout
+                    context = context * keep.to(context)[:, None, None]
+                    pred = unet(noisy, t, encoder_hidden_states=context).sample
+                    loss = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
+                    if self.snr_gamma is not None:
+                        snr = compute_snr(noise_scheduler, t)
+                        weight = torch.clamp(snr, max=self.snr_gamma)
+                        if noise_scheduler.config.prediction_type == "v_prediction":
+                            weight = weight / (snr + 1)
+                        else:
+                            weight = weight / snr
+                        loss = loss * weight
+                    loss = loss.mean()
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and self.grad_clip:
+                        accelerator.clip_grad_norm_(params, self.grad_clip)
+                    optimizer.step()
+                    lr_schedule.step()
+                    optimizer.zero_grad()
+                if accelerator.sync_gradients:
+                    if ema is not None:
+                        ema.step(params)
+                    self.loss_curve_.append(float(loss.item()))
+        if ema is not None:
+            ema.copy_to(params)
+        self.unet_ = accelerator.unwrap_model(unet).eval()
+        self.adapter_ = accelerator.unwrap_model(adapter).eval()
+        self.vae_, self.noise_scheduler_, self.base_id_ = vae, noise_scheduler, base_id
+        self.encoder_ = encoder
+        self.n_trainable_params_ = int(sum(p.numel() for p in params))
+        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
+        self.image_size_ = self._image_size(vae, self.unet_)
+        self._pipeline = None
+        return self
+
+    # -- generation ------------------------------------------------------------
+    def _get_pipeline(self):
+        import diffusers
+        from diffusers import StableDiffusionPipeline
+
+        if getattr(self, "_pipeline", None) is None:
+            try:
+                scheduler_cls = getattr(diffusers, self.scheduler)
+            except AttributeError as err:
+                raise ValueError(f"Unknown diffusers scheduler {self.scheduler!r}.") from err
+            self._pipeline = StableDiffusionPipeline(
+                vae=self.vae_, text_encoder=None, tokenizer=None, unet=self.unet_,
+                scheduler=scheduler_cls.from_config(self.noise_scheduler_.config),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            )
+        self._pipeline.set_progress_bar_config(disable=not self._is_verbose())
+        return self._pipeline
+
+    def generate(self, X, n_images=1, num_inference_steps=None, guidance_scale=None,
+                 random_state=None, batch_size=16, output_type="pil"):
+        """Generate images from EEG.
+
+        Parameters
+        ----------
+        X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
+            EEG epochs (channels and times as in fit).
+        n_images : int
+            Images per epoch (paper: 5).
+        num_inference_steps, guidance_scale : int | None, float | None
+            Override the defaults set in the constructor.
+        random_state : int | None
+            Seed of the initial noise: equal seeds give equal images.
+        batch_size : int
+            Epochs per pipeline call.
+        output_type : ``'pil'`` | ``'np'``
+            ``'pil'``: a list (one per epoch) of lists of ``n_images`` PIL
+            images; ``'np'``: a uint8 array (n_epochs, n_images, H, W, 3).
+
+        Returns
+        -------
+        images : list of list of PIL.Image | ndarray
+        """
+        import torch
+
+        check_is_fitted(self, "unet_")
+        if not isinstance(n_images, (int, np.integer)) or n_images < 1:
+            raise ValueError(f"n_images must be an integer >= 1, got {n_images!r}.")
+        if output_type not in ("pil", "np"):
+            raise ValueError(f"output_type must be 'pil' or 'np', got {output_type!r}.")
+        z = self.encoder_.latent(X)
+        pipe = self._get_pipeline()
+        seed = int(np.random.RandomState(random_state).randint(2**31 - 1))
+        generator = torch.Generator().manual_seed(seed)
+        steps = num_inference_steps or self.num_inference_steps
+        guidance = self.guidance_scale if guidance_scale is None else guidance_scale
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(z), batch_size):
+                context = self._context(z[start:start + batch_size], torch)
+                result = pipe(
+                    prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context),
+                    num_images_per_prompt=n_images, num_inference_steps=steps,
+                    guidance_scale=guidance, height=self.image_size_, width=self.image_size_,
+                    generator=generator, output_type="np",
+                ).images
+                out.append(np.round(result * 255).astype(np.uint8))
+        images = np.concatenate(out).reshape(len(z), n_images, *out[0].shape[1:])
+        if output_type == "np":
+            return images
+        from PIL import Image
+
+        return [[Image.fromarray(im) for im in row] for row in images]
+
+    # -- persistence -------------------------------------------------------------
+    def _trained_state(self):
+        state = {f"unet.{k}": v for k, v in self.unet_.named_parameters() if v.requires_grad}
+        state.update({f"adapter.{k}": v for k, v in self.adapter_.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def save(self, path):
+        """Save the adapter and finetuned U-Net weights (a few MB), not the base model.
+
+        Writes ``generator.safetensors``, ``generator.json`` and the encoder
+        (``encoder/``) into the folder ``path``. The JSON names the base model
+        and stores the weights' SHA-256.
+        """
+        from safetensors.torch import save
+
+        check_is_fitted(self, "unet_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder_.save(path / "encoder")
+        atomic_write(path / "generator.safetensors",
+                     lambda fid: fid.write(save(self._trained_state())))
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "encoder"}
+        params["base_model"] = self.base_id_
+        config = dict(format_version=_FORMAT_VERSION, estimator="EEGImageGenerator",
+                      params=params, base_model=self.base_id_,
+                      weights_sha256=hash_file(path / "generator.safetensors"))
+        atomic_write(path / "generator.json", lambda fid: fid.write(json.dumps(config, indent=1)),
+                     mode="w")
+        return path
+
+    @classmethod
+    def load(cls, path, base_model=None, device="cpu"):
+        """Load a generator saved with :meth:`save` onto its base model.
+
+        Parameters
+        ----------
+        path : path-like
+            The folder written by :meth:`save`.
+        base_model : str | path-like | None
+            Where the base Stable Diffusion is now (defaults to the saved name).
+        device : str
+            Torch device.
+        """
+        from safetensors.torch import load_file
+
+        from .encoder import SynapseEncoder
+        from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
+
+        path = Path(path)
+        if not (path / "generator.json").is_file():
+            raise FileNotFoundError(f"{path / 'generator.json'} does not exist.")
+        config = json.loads((path / "generator.json").read_text())
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path} was saved in format {config.get('format_version')}; "
+                             f"this version reads format {_FORMAT_VERSION}.")
+        if hash_file(path / "generator.safetensors") != config["weights_sha256"]:
+            raise ValueError(f"{path / 'generator.safetensors'} does not match its hash; "
+                             "the file is truncated or was overwritten.")
+        self = cls(**dict(config["params"], device=device))
+        self.encoder_ = SynapseEncoder.load(path / "encoder", device=device)
+        if base_model is None and config["base_model"] == "in-memory":
+            raise ValueError(f"{path} was finetuned from an in-memory pipeline; pass it "
+                             "again as base_model=.")
+        vae, unet, scheduler, base_id = load_base_model(base_model or config["base_model"])
+        n_unet_params = count_parameters(unet, trainable_only=False)
+        install_eeg_processors(unet, self.n_adapt_tokens, self.adapter_scale)
+        apply_recipe(unet, self.recipe)
+        state = load_file(path / "generator.safetensors")
+        unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
+        missing = set(unet_state) - set(dict(unet.named_parameters()))
+        if missing:
+            raise ValueError(f"{path} does not fit base model {base_id}: unknown "
+                             f"parameters such as {sorted(missing)[:3]}.")
+        unet.load_state_dict(unet_state, strict=False)
+        adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
+        self.adapter_ = EEGAdapter(adapter_state["proj.weight"].shape[1],
+                                   unet.config.cross_attention_dim, self.n_adapt_tokens)
+        self.adapter_.load_state_dict(adapter_state)
+        self.unet_, self.vae_ = unet.eval(), vae.eval()
+        self.noise_scheduler_, self.base_id_ = scheduler, base_id
+        params = [p for p in unet.parameters() if p.requires_grad]
+        self.n_trainable_params_ = int(sum(p.numel() for p in params)) + count_parameters(
+            self.adapter_)
+        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
+        self.image_size_ = self._image_size(vae, unet)
+        self.loss_curve_ = []
+        self._pipeline = None
+        return self
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pipeline"] = None  # rebuilt on demand; holds the same modules
+        return state
+
+
