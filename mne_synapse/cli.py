@@ -81,7 +81,7 @@ def build_parser():
 
     demo = sub.add_parser("demo", help="run the synthetic end-to-end demo")
     demo.add_argument("--output", default="synapse-demo", help="output folder")
-    demo.add_argument("--epochs", type=int, default=30, help="Stage-1 training epochs")
+    demo.add_argument("--epochs", type=int, default=40, help="Stage-1 training epochs")
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--verbose", default="info", help="MNE log level")
     demo.set_defaults(func=_demo)

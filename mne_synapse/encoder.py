@@ -49,7 +49,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         What :meth:`transform` returns: the token mean (n_epochs, embed_dim),
         a CLIP-space embedding, or all tokens (n_epochs, n_tokens, embed_dim).
     max_epochs, batch_size, lr, weight_decay, grad_clip : int, int, float, float, float
-        AdamW training (paper: 1000 epochs, batch 32, lr 1e-4, clip 1.0).
+        AdamW training. The defaults suit the tiny preset on a CPU; the paper
+        trained up to 1000 epochs with batch 32, lr 1e-4, clip 1.0.
     validation_fraction : float
         Fraction of the *images* held out for validation (image-disjoint);
         0 trains on everything.
@@ -90,8 +91,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                  clip_pretrained="auto", recon_weight=1.0, align_weight=1.0,
                  contrastive_weight=1.0, uncertainty_weighting=False,
                  caption_template="a photo of a {}", image_column="image_path",
-                 caption_column="caption", output="pooled", max_epochs=30,
-                 batch_size=32, lr=1e-3, weight_decay=1e-2, grad_clip=1.0,
+                 caption_column="caption", output="pooled", max_epochs=40,
+                 batch_size=32, lr=3e-3, weight_decay=1e-2, grad_clip=1.0,
                  validation_fraction=0.0, early_stopping=None, device="cpu",
                  cache_dir=None, random_state=None, verbose=None):
         self.preset = preset

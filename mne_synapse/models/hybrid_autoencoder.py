@@ -23,7 +23,7 @@ PRESETS = {
     ),
     "tiny": dict(
         widths=(32, 64), electrode_schedule=None, n_res_blocks=1, n_heads=4,
-        n_tokens=24, embed_dim=64, dropout=0.1,
+        n_tokens=24, embed_dim=64, dropout=0.5,
     ),
 }
 
