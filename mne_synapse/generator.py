@@ -38,10 +38,12 @@ def load_base_model(base_model):
         return (copy.deepcopy(base_model.vae), copy.deepcopy(base_model.unet),
                 copy.deepcopy(base_model.scheduler), "in-memory")
     if str(base_model) == "tiny":
+        from diffusers import DDPMScheduler
+
         from .tiny_sd import build_tiny_sd
 
         vae, unet, scheduler = build_tiny_sd("synthetic")
-        return vae, unet, scheduler, "tiny"
+        return vae, unet, DDPMScheduler.from_config(scheduler.config), "tiny"
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     folder = Path(str(base_model)).expanduser()
