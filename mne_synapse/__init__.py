@@ -14,6 +14,9 @@ _LAZY = {
     "models": "mne_synapse.models",
     "losses": "mne_synapse.losses",
     "SynapseEncoder": "mne_synapse.encoder",
+    "EEGImageGenerator": "mne_synapse.generator",
+    "metrics": "mne_synapse.metrics",
+    "viz": "mne_synapse.viz",
     "CLIPEmbedder": "mne_synapse.clip",
     "get_cache_dir": "mne_synapse.utils",
 }

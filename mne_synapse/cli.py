@@ -32,14 +32,18 @@ def _info(args):
 
 
 def _demo(args):
-    """Synthetic data -> Stage 1 encoder -> decoding score and a figure."""
+    """Synthetic data -> Stage 1 encoder -> Stage 2 generator -> images, figure, metrics."""
     from pathlib import Path
 
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     from mne_synapse import SynapseEncoder
+    from mne_synapse.clip import CLIPEmbedder
     from mne_synapse.datasets import make_synthetic
+    from mne_synapse.generator import EEGImageGenerator
+    from mne_synapse.metrics import n_way_top_k
+    from mne_synapse.viz import plot_generated_grid
 
     start = time.perf_counter()
     out = Path(args.output)
@@ -48,25 +52,55 @@ def _demo(args):
     md = data.epochs.metadata
     train = np.flatnonzero(md.split.isin(["train", "val"]))
     test = np.flatnonzero(md.split == "test")
+    labels = md.label.to_numpy()
     print(f"data: {len(md)} epochs, {md.subject.nunique()} subjects, "
           f"{md.label.nunique()} classes, {md.image_id.nunique()} images "
-          f"({len(train)} train / {len(test)} test epochs, image-disjoint)")
+          f"({len(train)} train / {len(test)} test epochs, image-disjoint)", flush=True)
 
     encoder = SynapseEncoder(max_epochs=args.epochs, random_state=args.random_state,
-                             verbose=args.verbose)
-    encoder.fit(data.epochs[train])
-    z_train, z_test = encoder.transform(data.epochs[train]), encoder.transform(data.epochs[test])
-    clf = LogisticRegression(max_iter=1000).fit(z_train, md.label.iloc[train])
-    accuracy = clf.score(z_test, md.label.iloc[test])
+                             verbose=args.verbose).fit(data.epochs[train])
+    clf = LogisticRegression(max_iter=2000).fit(encoder.transform(data.epochs[train]),
+                                                labels[train])
+    decoding = clf.score(encoder.transform(data.epochs[test]), labels[test])
+    print(f"stage 1 ({time.perf_counter() - start:.0f} s): class decoding of held-out "
+          f"images {decoding:.3f} (chance {1 / md.label.nunique():.3f})", flush=True)
+
+    generator = EEGImageGenerator(encoder=encoder, max_steps=args.steps,
+                                  batch_size=16, random_state=args.random_state,
+                                  verbose=args.verbose).fit(data.epochs[train])
+    print(f"stage 2 ({time.perf_counter() - start:.0f} s): finetuned "
+          f"{generator.n_trainable_params_:,} parameters "
+          f"({100 * generator.trainable_fraction_:.1f}% of the U-Net)", flush=True)
+
+    # Judge generated images with a classifier trained on real stimuli only.
+    clip = CLIPEmbedder("tiny", "synthetic")
+    train_images = data.images[np.unique(md.image_index.to_numpy()[train])]
+    judge = LogisticRegression(max_iter=2000).fit(
+        clip.embed_images(train_images), data.labels[np.unique(md.image_index.to_numpy()[train])])
+    stimuli = data.images[md.image_index.to_numpy()[test]]
+    reference = judge.predict(clip.embed_images(stimuli))
+    generated = generator.generate(data.epochs[test], random_state=args.random_state,
+                                   output_type="np")[:, 0]
     rng = np.random.default_rng(args.random_state)
-    shuffled = LogisticRegression(max_iter=1000).fit(
-        z_train, rng.permutation(md.label.iloc[train].to_numpy())
-    ).score(z_test, md.label.iloc[test])
-    chance = 1.0 / md.label.nunique()
-    print(f"stage 1: class decoding on held-out images {accuracy:.3f} "
-          f"(shuffled-label control {shuffled:.3f}, chance {chance:.3f})")
-    encoder.save(out / "encoder")
-    print(f"saved encoder to {out / 'encoder'}; total {time.perf_counter() - start:.0f} s")
+    shuffled = generator.generate(data.epochs[test[rng.permutation(len(test))]],
+                                  random_state=args.random_state, output_type="np")[:, 0]
+    n_way = md.label.nunique()
+    score = n_way_top_k(judge.predict_proba(clip.embed_images(generated)), reference, n_way,
+                        random_state=0)
+    control = n_way_top_k(judge.predict_proba(clip.embed_images(shuffled)), reference, n_way,
+                          random_state=0)
+
+    rows = [test[np.flatnonzero(labels[test] == k)[0]] for k in np.unique(labels[test])]
+    grid = generator.generate(data.epochs[rows], n_images=args.n_images,
+                              random_state=args.random_state, output_type="np")
+    fig = plot_generated_grid(data.images[md.image_index.to_numpy()[rows]], grid,
+                              titles=list(md.class_name.to_numpy()[rows]), show=False)
+    fig.savefig(out / "generated.png", dpi=150)
+    generator.save(out / "generator")
+    print(f"metrics: {n_way}-way top-1 of images generated from held-out EEG {score:.3f} "
+          f"(shuffled-EEG control {control:.3f}, chance {1 / n_way:.3f})")
+    print(f"wrote {out / 'generated.png'} and {out / 'generator'}; "
+          f"total {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -82,8 +116,10 @@ def build_parser():
     demo = sub.add_parser("demo", help="run the synthetic end-to-end demo")
     demo.add_argument("--output", default="synapse-demo", help="output folder")
     demo.add_argument("--epochs", type=int, default=40, help="Stage-1 training epochs")
+    demo.add_argument("--steps", type=int, default=600, help="Stage-2 finetuning steps")
+    demo.add_argument("--n-images", type=int, default=4, help="images per row of the figure")
     demo.add_argument("--random-state", type=int, default=0)
-    demo.add_argument("--verbose", default="info", help="MNE log level")
+    demo.add_argument("--verbose", default="warning", help="MNE log level")
     demo.set_defaults(func=_demo)
     return parser
 

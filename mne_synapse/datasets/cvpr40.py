@@ -202,7 +202,8 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
         None disables this filter.
     sfreq : float
         Sampling frequency in Hz (the file does not store it).
-    %(verbose)s
+    verbose : bool | str | int | None
+        Control verbosity of the logging output (MNE style).
 
     Returns
     -------
