@@ -96,8 +96,9 @@ def check_same_signal(data, info, fitted, name="X"):
             )
         if fitted.get("ch_names") is not None and list(info["ch_names"]) != fitted["ch_names"]:
             raise ValueError(
-                f"{name}'s channel names or order differ from those seen in fit; "
-                "use epochs.reorder_channels(estimator.ch_names_)."
+                f"{name}'s {len(info['ch_names'])} channel names or their order differ "
+                f"from the {len(fitted['ch_names'])} seen in fit; pick and order them "
+                "with epochs.reorder_channels(estimator.ch_names_)."
             )
     _, n_chans, n_times = data.shape
     if n_chans != fitted["n_chans"] or n_times != fitted["n_times"]:

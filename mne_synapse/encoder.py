@@ -1,7 +1,6 @@
 """Stage 1 of SYNAPSE as a scikit-learn transformer: ``SynapseEncoder``."""
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inputs
-from .utils import atomic_write, hash_file
+from .utils import atomic_write, hash_file, is_verbose
 
 _FORMAT_VERSION = 1
 DEFAULT_CLIP_WEIGHTS = {"tiny": "synthetic", "ViT-H-14": "laion2b_s32b_b79k"}
@@ -164,15 +163,6 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         return CLIPEmbedder(self.clip_model, pretrained, device=self.device,
                             cache_dir=self.cache_dir)
 
-    def _is_verbose(self):
-        import mne
-
-        if self.verbose is None:
-            return mne.utils.logger.level <= logging.INFO
-        if isinstance(self.verbose, str):
-            return logging.getLevelName(self.verbose.upper()) <= logging.INFO
-        return bool(self.verbose) if isinstance(self.verbose, bool) else self.verbose <= logging.INFO
-
     def _scale(self, data):
         return (data - self.scale_mean_) / self.scale_std_
 
@@ -270,7 +260,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                 iterator_train__shuffle=True,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
                 train_split=train_split, callbacks=callbacks, device=self.device,
-                verbose=int(self._is_verbose()),
+                verbose=int(is_verbose(self.verbose)),
             )
             net.image_table_, net.text_table_ = image_table, text_table
             net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])

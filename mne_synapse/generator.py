@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inputs
-from .utils import atomic_write, hash_file
+from .utils import atomic_write, hash_file, is_verbose
 
 _FORMAT_VERSION = 1
 
@@ -164,11 +164,6 @@ class EEGImageGenerator(BaseEstimator):
             raise ValueError("mixed_precision must be 'no', 'fp16' or 'bf16'.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError("ema_decay must be in (0, 1) or None.")
-
-    def _is_verbose(self):
-        from .encoder import SynapseEncoder
-
-        return SynapseEncoder(verbose=self.verbose)._is_verbose()
 
     def _fitted_encoder(self, X, y, images):
         from sklearn.base import clone
@@ -346,7 +341,7 @@ class EEGImageGenerator(BaseEstimator):
                 scheduler=scheduler_cls.from_config(self.noise_scheduler_.config),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             )
-        self._pipeline.set_progress_bar_config(disable=not self._is_verbose())
+        self._pipeline.set_progress_bar_config(disable=not is_verbose(self.verbose))
         return self._pipeline
 
     def generate(self, X, n_images=1, num_inference_steps=None, guidance_scale=None,

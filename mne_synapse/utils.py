@@ -42,6 +42,21 @@ def get_cache_dir(subdir=None):
     return path
 
 
+def is_verbose(verbose):
+    """Whether an MNE-style ``verbose`` value asks for info-level output."""
+    import logging
+
+    import mne
+
+    if verbose is None:
+        return mne.utils.logger.level <= logging.INFO
+    if isinstance(verbose, bool):
+        return verbose
+    if isinstance(verbose, str):
+        return logging.getLevelName(verbose.upper()) <= logging.INFO
+    return verbose <= logging.INFO
+
+
 def hash_params(params):
     """Stable short hash of a JSON-serialisable dict (used as a cache key)."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
