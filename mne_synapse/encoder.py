@@ -55,6 +55,10 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         0 trains on everything.
     early_stopping : int | None
         Patience in epochs on the validation loss (needs validation_fraction > 0).
+    callbacks : list of (name, skorch.callbacks.Callback) | None
+        Extra skorch callbacks, e.g. ``[("ckpt", Checkpoint(dirname=...)),
+        ("lr", LRScheduler("CosineAnnealingLR", T_max=40))]``. Gradient
+        clipping and early stopping are already set by the parameters above.
     device : str
         Torch device, e.g. ``'cuda'``.
     cache_dir : path-like | None
@@ -92,8 +96,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                  caption_template="a photo of a {}", image_column="image_path",
                  caption_column="caption", output="pooled", max_epochs=40,
                  batch_size=32, lr=3e-3, weight_decay=1e-2, grad_clip=1.0,
-                 validation_fraction=0.0, early_stopping=None, device="cpu",
-                 cache_dir=None, random_state=None, verbose=None):
+                 validation_fraction=0.0, early_stopping=None, callbacks=None,
+                 device="cpu", cache_dir=None, random_state=None, verbose=None):
         self.preset = preset
         self.module_kwargs = module_kwargs
         self.clip_model = clip_model
@@ -113,6 +117,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         self.grad_clip = grad_clip
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
+        self.callbacks = callbacks
         self.device = device
         self.cache_dir = cache_dir
         self.random_state = random_state
@@ -240,7 +245,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = SynapseAutoencoder.from_preset(self.preset, **self.module_kwargs_)
-            callbacks = [("grad_clip", GradientNormClipping(self.grad_clip or np.inf))]
+            callbacks = [("grad_clip", GradientNormClipping(self.grad_clip or np.inf)),
+                         *(self.callbacks or [])]
             train_split = None
             if self.validation_fraction > 0:
                 groups = image_idx if image_table is not None else text_idx

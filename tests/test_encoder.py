@@ -153,3 +153,29 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
                          expected_failed_checks=lambda est: _EXPECTED_FAILED_CHECKS)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_grid_search_and_mne_cross_val_multiscore(small_synthetic):
+    from mne.decoding import cross_val_multiscore
+    from sklearn.model_selection import GridSearchCV
+
+    epochs = small_synthetic.epochs[:48]
+    md = epochs.metadata
+    clf = make_pipeline(SynapseEncoder(random_state=0, verbose=False, **FAST),
+                        LogisticRegression(max_iter=200))
+    search = GridSearchCV(clf, {"logisticregression__C": [0.1, 1.0]}, cv=GroupKFold(2))
+    search.fit(epochs, md.label, groups=md.image_id)
+    assert search.best_params_["logisticregression__C"] in (0.1, 1.0)
+    scores = cross_val_multiscore(clf, epochs, md.label.to_numpy(), cv=GroupKFold(2),
+                                  groups=md.image_id.to_numpy())
+    assert scores.shape == (2,)
+
+
+def test_extra_skorch_callbacks_run(small_synthetic):
+    from skorch.callbacks import LRScheduler
+
+    est = SynapseEncoder(random_state=0, verbose=False, callbacks=[
+        ("lr", LRScheduler("StepLR", step_size=1, gamma=0.1))], **FAST)
+    est.fit(small_synthetic.epochs[:20])
+    lrs = [g["lr"] for g in est.net_.optimizer_.param_groups]
+    assert np.allclose(lrs, est.lr * 0.01)  # two epochs, two decays
