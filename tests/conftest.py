@@ -19,6 +19,17 @@ def _isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and the 2-core test machines are shared."""
+    import torch
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
 @pytest.fixture(scope="session")
 def small_synthetic(_isolated_cache):
     """A small synthetic data set: 5 classes, 6 images each, 2 subjects."""

@@ -10,14 +10,6 @@ from mne_synapse.losses import (SynapseLoss, alignment_loss, info_nce,
                                 token_cosine_distance)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: avoid thread oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _batch(seed=0, b=6, n_tokens=5, dim=8, n_chans=4, n_times=20):
     g = torch.Generator().manual_seed(seed)

@@ -9,15 +9,6 @@ from mne_synapse.losses import reconstruction_loss
 from mne_synapse.models import PRESETS, SynapseAutoencoder, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run torch on one thread: on a shared 2-core machine, intra-op threads
-    competing with other processes make these small ops ~100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _tiny(**kw):
     kw.setdefault("n_chans", 16)

@@ -21,14 +21,6 @@ from mne_synapse.models import (
 N_LATENT, N_ADAPT, CROSS_DIM = 7, 4, 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run torch on one thread: the test machine's 2 cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _tiny_unet():
     torch.manual_seed(0)

@@ -1,0 +1,47 @@
+"""Run every benchmark and write benchmarks/RESULTS.md.
+
+``python -m benchmarks`` (quick sizes) or ``python -m benchmarks --full``.
+"""
+
+import argparse
+import contextlib
+import io
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from . import bench_encoder, bench_generator
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="full sizes (slow)")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
+    args = parser.parse_args()
+
+    import torch
+
+    size = [] if args.full else ["--quick"]
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+               f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, "
+               f"torch {torch.__version__}, Python {platform.python_version()}")
+    sections = []
+    for name, bench in [("bench_encoder", bench_encoder), ("bench_generator", bench_generator)]:
+        start = time.perf_counter()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            bench.main(size)
+        text = out.getvalue()
+        sys.stdout.write(text)
+        sections.append(f"## {name} ({time.perf_counter() - start:.0f} s)\n\n"
+                        f"Command: `python benchmarks/{name}.py {' '.join(size)}`\n\n{text}")
+    header = (f"# Benchmark results\n\nMade by `python -m benchmarks{' --full' if args.full else ''}` "
+              f"on {date.today()}; machine: {machine}.\n\n")
+    Path(args.output).write_text(header + "\n".join(sections))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
