@@ -22,10 +22,11 @@ from mne_synapse.tiny_sd import (
 
 torch = pytest.importorskip("torch")
 
-# Measured with the shipped weights: PSNR of VAE reconstructions XX dB;
-# class accuracy of generated images XX (12 DDIM steps, guidance 5).
-PSNR_MIN = 20.0
-GEN_ACC_MIN = 0.5
+# Measured with the shipped weights: PSNR of VAE reconstructions 28.5-29.3 dB on
+# sets of 40 fresh stimuli; zero-shot class accuracy of generated images 1.00
+# (5 seeds x 20 images, 12 DDIM steps, guidance 5; real stimuli: 0.93).
+PSNR_MIN = 25.0
+GEN_ACC_MIN = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -101,4 +102,4 @@ def test_pipeline_generates_the_prompted_class(tiny_sd):
     # The zero (unconditional) context gives other images from the same noise.
     uncond = pipe(prompt_embeds=torch.zeros_like(embeds[:4]), guidance_scale=1.0,
                   generator=torch.Generator().manual_seed(0), **kwargs).images
-    assert np.abs(np.round(uncond * 255) - images[:4]).mean() > 5
+    assert np.abs(np.round(uncond * 255) - images[:4]).mean() > 10  # 47 measured
