@@ -152,8 +152,8 @@ def main(argv=None):
           f"encoder {enc_epochs} epochs, braindecode peers {peer_epochs} epochs\n")
     print("| setting | model | top-1 | top-5 | chance | shuffled-label control | fit time (s) |")
     print("|---|---|---|---|---|---|---|")
-    clip = CLIPEmbedder("tiny", None)
-    retrieval = {}
+    clip = CLIPEmbedder("tiny", "synthetic")
+    retrieval, top1_by = {}, {}
     for setting, split_list in folds.items():
         for name, make_model in models.items():
             results = []
@@ -164,6 +164,7 @@ def main(argv=None):
                     retrieval.setdefault(setting, []).append(
                         _retrieval(model[0], epochs, test, md, clip))
             top1, top5, fit_time = np.mean(results, axis=0)
+            top1_by[setting, name] = top1
             # Shuffled-label control: the classifier (last step) refitted on permuted
             # labels over the features of the last fold's fitted model.
             train, test = split_list[-1]
@@ -179,6 +180,17 @@ def main(argv=None):
                 control = head.score(model[:-1].transform(X_test), labels[test])
             print(f"| {setting} | {name} | {top1:.3f} | {top5:.3f} | {1 / n_classes:.3f} "
                   f"| {control:.3f} | {fit_time:.1f} |", flush=True)
+
+    print("\n| setting | SynapseEncoder error | best peer (error) | ratio | target |")
+    print("|---|---|---|---|---|")
+    for setting in folds:
+        ours = 1 - top1_by[setting, "SynapseEncoder+LR"]
+        peers = {n: 1 - a for (s, n), a in top1_by.items() if s == setting and n != "SynapseEncoder+LR"}
+        best = min(peers, key=peers.get)
+        target = ("error <= 0.75 x best peer's" if setting != "loso" else "beats every peer")
+        met = ours <= 0.75 * peers[best] if setting != "loso" else ours < peers[best]
+        print(f"| {setting} | {ours:.3f} | {best} ({peers[best]:.3f}) | "
+              f"{ours / peers[best]:.2f} | {target}: {'met' if met else 'NOT met'} |")
 
     print("\n| setting | EEG -> image retrieval top-1 | top-5 | chance top-1 |")
     print("|---|---|---|---|")
