@@ -40,6 +40,14 @@ def test_training_lowers_the_loss(small_synthetic):
     assert losses[-1] < losses[0] * 0.95
 
 
+def test_augmentation_changes_training(small_synthetic):
+    epochs = small_synthetic.epochs[:30]
+    plain = SynapseEncoder(random_state=3, verbose=False, augment_noise=0, augment_shift=0,
+                           **FAST).fit(epochs).transform(epochs)
+    augmented = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
+    assert not np.allclose(plain, augmented)
+
+
 def test_same_random_state_same_output(small_synthetic):
     epochs = small_synthetic.epochs[:30]
     a = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
@@ -122,6 +130,8 @@ def test_unfitted_and_bad_fit_inputs(small_synthetic):
         SynapseEncoder(**FAST).fit(epochs.get_data(), images=small_synthetic.images[:3])
     with pytest.raises(ValueError, match="preset"):
         SynapseEncoder(preset="huge").fit(epochs)
+    with pytest.raises(ValueError, match="augment_noise"):
+        SynapseEncoder(augment_noise=-1.0).fit(epochs)
     bad_path = epochs.copy()
     bad_path.metadata.loc[:, "image_path"] = "/nonexistent/image.png"
     with pytest.raises(FileNotFoundError, match="image_path"):
