@@ -1,6 +1,412 @@
-"""Scores of generated images and EEG embeddings, each with its chance level."""
+"""Scores of generated images and EEG embeddings, each with its chance level.
+
+Generation: :func:`fid`, :func:`kid`, :func:`inception_score` (torchmetrics,
+with any feature extractor), :func:`clip_similarity`, :func:`ssim`,
+:func:`pixel_correlation` and :func:`n_way_top_k`. Stage 1:
+:func:`decoding_accuracy`, :func:`retrieval_top_k`, :func:`neighbour_agreement`.
+Controls: :func:`shuffled_control` and :func:`permutation_pvalue` (permuted
+pairing of EEG and stimuli).
+
+Scores computed through a network return a :class:`Score` that names the
+network: FID values from different feature extractors are not comparable.
+"""
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+# torch-fidelity's Inception-v3 (the FID standard) and where torch.hub keeps it.
+_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+_INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                  + _INCEPTION_FILE)
+
+
+@dataclass
+class Score:
+    """A score with what it takes to read it.
+
+    Attributes
+    ----------
+    name : str
+        The metric, e.g. ``'FID'``.
+    value : float
+        The score (``float(score)`` gives it too).
+    extractor : str | None
+        The network that computed it (features or classifier), if any.
+    std : float | None
+        Spread over subsets or splits, where the metric has one.
+    chance : float | None
+        The expected score of a random guess, where one is defined.
+    """
+
+    name: str
+    value: float
+    extractor: str | None = None
+    std: float | None = None
+    chance: float | None = None
+
+    def __float__(self):
+        return float(self.value)
+
+    def __str__(self):
+        text = f"{self.name} = {self.value:.4g}"
+        if self.std is not None:
+            text += f" +/- {self.std:.2g}"
+        if self.chance is not None:
+            text += f" (chance {self.chance:.4g})"
+        if self.extractor is not None:
+            text += f" [extractor: {self.extractor}]"
+        return text
+
+
+# -- images and extractors ---------------------------------------------------------
+def _as_uint8_images(images, what="images"):
+    """A list of (H, W, 3) uint8 arrays from arrays, PIL images or paths."""
+    from .clip import read_image
+
+    if isinstance(images, np.ndarray) and images.ndim == 5:
+        raise ValueError(
+            f"{what} has shape {images.shape}: pass one image per row, e.g. "
+            "generated[:, 0] of EEGImageGenerator.generate(..., output_type='np')."
+        )
+    images = [read_image(np.asarray(im) if not isinstance(im, (str, Path)) else im)
+              for im in images]
+    if len(images) == 0:
+        raise ValueError(f"{what} is empty.")
+    return images
+
+
+def _resize(image, size):
+    from PIL import Image
+
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size)[::-1], Image.BICUBIC))
+
+
+def _to_tensor(images):
+    """Float (N, 3, H, W) tensor in [0, 1] from (H, W, 3) uint8 arrays of one size."""
+    import torch
+
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"Images must share one size, got {sorted(shapes)}; resize them first.")
+    return torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _describe(feature, name):
+    if name is not None:
+        return str(name)
+    owner = getattr(feature, "__self__", None)  # a bound method, e.g. embed_images
+    if owner is not None:
+        detail = [str(getattr(owner, a)) for a in ("model_name", "pretrained") if hasattr(owner, a)]
+        return f"{type(owner).__name__}({', '.join(detail)}).{feature.__name__}"
+    return getattr(feature, "__qualname__", type(feature).__name__)
+
+
+def _has_torch_fidelity():
+    import importlib.util
+
+    return importlib.util.find_spec("torch_fidelity") is not None
+
+
+def _check_inception():
+    """Fail at once, with what to do, when the standard Inception cannot load offline."""
+    import torch
+
+    hint = ("or pass any torch.nn.Module feature extractor (e.g. "
+            "metrics.fid(real, fake, feature=my_module)).")
+    if not _has_torch_fidelity():
+        raise ModuleNotFoundError(
+            "The default 'inception' feature extractor needs torch-fidelity: "
+            f"pip install torch-fidelity, then download its weights, {hint}")
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"The Inception-v3 weights of the default 'inception' feature extractor are "
+            f"not at {weights}. Download {_INCEPTION_URL} there, {hint}")
+
+
+def _feature_module(feature, name, kind):
+    """(module or torchmetrics feature spec, description, uses the default Inception)."""
+    from torch import nn
+
+    if isinstance(feature, str):
+        if feature != "inception":
+            raise ValueError(f"feature must be 'inception', an nn.Module or a callable, "
+                             f"got {feature!r}.")
+        _check_inception()
+        spec = "logits_unbiased" if kind == "classifier" else 2048
+        return spec, name or f"Inception-v3 (torch-fidelity, {spec})", True
+    if isinstance(feature, nn.Module):
+        return feature.eval(), _describe(feature, name), False
+    if callable(feature):
+        return _CallableModule(feature, kind), _describe(feature, name), False
+    raise TypeError(f"feature must be 'inception', an nn.Module or a callable, got "
+                    f"{type(feature).__name__}.")
+
+
+_CALLABLE_MODULE = []
+
+
+def _CallableModule(fn, kind):
+    """Wrap ``fn(list of uint8 images)`` as a module; a classifier's probabilities become logits."""
+    if not _CALLABLE_MODULE:  # defined on first use: torch is not imported with this module
+        import torch
+        from torch import nn
+
+        class CallableModule(nn.Module):
+            def __init__(self, fn, kind):
+                super().__init__()
+                self.fn, self.kind = fn, kind
+
+            def forward(self, x):
+                arrays = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                out = torch.as_tensor(np.asarray(self.fn(list(arrays)), dtype=np.float64))
+                return out.clamp_min(1e-12).log() if self.kind == "classifier" else out
+
+        _CALLABLE_MODULE.append(CallableModule)
+    return _CALLABLE_MODULE[0](fn, kind)
+
+
+def _device(module):
+    import torch
+
+    params = list(module.parameters()) if hasattr(module, "parameters") else []
+    return params[0].device if params else torch.device("cpu")
+
+
+@contextmanager
+def _quiet():
+    """Hide torchmetrics' warning that features are buffered: these metrics need them all."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")
+        warnings.filterwarnings("ignore", message=".*degrees of freedom is <= 0")
+        yield
+
+
+def _feed(metric, images, batch_size, **kwargs):
+    """Update a torchmetrics image metric batch by batch, on its network's device."""
+    import torch
+
+    device = _device(metric)
+    metric.to(device)
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            metric.update(images[start:start + batch_size].to(device), **kwargs)
+
+
+# -- generation ---------------------------------------------------------------------
+def fid(real, generated, feature, name=None, batch_size=64):
+    """Fréchet distance between feature distributions (FID; torchmetrics).
+
+    Parameters
+    ----------
+    real, generated : array, shape (n, H, W, 3) | list of images
+        uint8 images (or paths); every image of a set has one size.
+    feature : torch.nn.Module | callable | ``'inception'``
+        The feature extractor. A module receives float tensors (N, 3, H, W)
+        in [0, 1] and returns (N, d); any other callable receives a list of
+        (H, W, 3) uint8 arrays (e.g. ``CLIPEmbedder.embed_images``).
+        ``'inception'`` is the standard extractor; it needs torch-fidelity and
+        its downloaded weights (a clear error says what is missing).
+    name : str | None
+        How to name the extractor in the result (default: from ``feature``).
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    score : Score
+        ``value`` is the FID (0 for equal distributions), ``extractor`` its network.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    real = _to_tensor(_as_uint8_images(real, "real"))
+    generated = _to_tensor(_as_uint8_images(generated, "generated"))
+    if min(len(real), len(generated)) < 2:
+        raise ValueError("FID needs at least 2 real and 2 generated images.")
+    module, label, _ = _feature_module(feature, name, "features")
+    metric = FrechetInceptionDistance(feature=module, normalize=True,
+                                      input_img_size=tuple(real.shape[1:]))
+    _feed(metric, real, batch_size, real=True)
+    _feed(metric, generated, batch_size, real=False)
+    return Score("FID", max(float(metric.compute()), 0.0), label)
+
+
+def kid(real, generated, feature, name=None, subset_size=None, n_subsets=100,
+        batch_size=64, random_state=None):
+    """Kernel distance between feature distributions (KID; torchmetrics).
+
+    Unbiased polynomial-kernel MMD over random subsets; near 0 (either sign)
+    for equal distributions. Parameters as in :func:`fid`, and:
+
+    Parameters
+    ----------
+    real, generated, feature, name, batch_size
+        See :func:`fid`.
+    subset_size : int | None
+        Images per subset (default: ``min(1000, n_real, n_generated)``).
+    n_subsets : int
+        Number of subsets.
+    random_state : int | None
+        Seed of the subsets.
+
+    Returns
+    -------
+    score : Score
+        ``value`` is the mean over subsets and ``std`` their spread.
+    """
+    import torch
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real = _to_tensor(_as_uint8_images(real, "real"))
+    generated = _to_tensor(_as_uint8_images(generated, "generated"))
+    subset_size = subset_size or min(1000, len(real), len(generated))
+    if subset_size < 2 or subset_size > min(len(real), len(generated)):
+        raise ValueError(f"subset_size must be in [2, {min(len(real), len(generated))}] "
+                         f"(the smaller set), got {subset_size}.")
+    module, label, _ = _feature_module(feature, name, "features")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(np.random.RandomState(random_state).randint(2**31 - 1))
+        with _quiet():
+            metric = KernelInceptionDistance(feature=module, subsets=n_subsets,
+                                             subset_size=subset_size, normalize=True)
+        _feed(metric, real, batch_size, real=True)
+        _feed(metric, generated, batch_size, real=False)
+        mean, std = metric.compute()
+    return Score("KID", float(mean), label, std=float(std))
+
+
+def inception_score(generated, classifier, name=None, n_splits=10, batch_size=64,
+                    random_state=None):
+    """Inception Score of generated images under a classifier (torchmetrics).
+
+    ``exp(E[KL(p(y|x) || p(y))])``: 1 when the classifier sees every image
+    alike, up to the number of classes for confident, balanced labels.
+
+    Parameters
+    ----------
+    generated : array, shape (n, H, W, 3) | list of images
+        uint8 images.
+    classifier : torch.nn.Module | callable | ``'inception'``
+        A module returns logits (N, n_classes) from float tensors (N, 3, H, W)
+        in [0, 1]; another callable returns class *probabilities* from a list
+        of uint8 arrays (e.g. a scikit-learn ``predict_proba`` on embeddings).
+    name, batch_size
+        See :func:`fid`.
+    n_splits : int
+        Splits of the images (the score is averaged over them).
+    random_state : int | None
+        Seed of the split assignment.
+
+    Returns
+    -------
+    score : Score
+    """
+    import torch
+    from torchmetrics.image.inception import InceptionScore
+
+    images = _to_tensor(_as_uint8_images(generated, "generated"))
+    if not 1 <= n_splits <= len(images):
+        raise ValueError(f"n_splits must be in [1, {len(images)}], got {n_splits}.")
+    module, label, default = _feature_module(classifier, name, "classifier")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(np.random.RandomState(random_state).randint(2**31 - 1))
+        # normalize=True turns [0, 1] floats into uint8, which only the Inception wants.
+        with _quiet():  # (also the std of a single split)
+            metric = InceptionScore(feature=module, splits=n_splits, normalize=default)
+            _feed(metric, images, batch_size)
+            mean, std = metric.compute()
+    return Score("IS", float(mean), label, std=float(std) if n_splits > 1 else None)
+
+
+def _paired(generated, stimuli):
+    generated = _as_uint8_images(generated, "generated")
+    stimuli = _as_uint8_images(stimuli, "stimuli")
+    if len(generated) != len(stimuli):
+        raise ValueError(f"Got {len(generated)} generated images for {len(stimuli)} stimuli; "
+                         "pass one stimulus per generated image.")
+    # Stimuli (e.g. ImageNet photos) are compared at the generated resolution.
+    return generated, [_resize(s, g.shape[:2]) for s, g in zip(stimuli, generated)]
+
+
+def clip_similarity(generated, stimuli, embed, name=None):
+    """Mean cosine similarity of each generated image and its stimulus.
+
+    Parameters
+    ----------
+    generated, stimuli : array, shape (n, H, W, 3) | list of images
+        Paired images (stimuli are resized to the generated size).
+    embed : callable | torch.nn.Module
+        Image embedding, e.g. ``CLIPEmbedder('tiny', 'synthetic').embed_images``
+        (a callable on a list of uint8 arrays) or a module as in :func:`fid`.
+    name : str | None
+        How to name the embedding in the result.
+
+    Returns
+    -------
+    score : Score
+    """
+    import torch
+
+    if isinstance(embed, str):
+        raise TypeError("embed must be an image-embedding callable or nn.Module, e.g. "
+                        "CLIPEmbedder('tiny', 'synthetic').embed_images.")
+    generated, stimuli = _paired(generated, stimuli)
+    module, label, _ = _feature_module(embed, name, "features")
+    with torch.no_grad():
+        a, b = (module(_to_tensor(x).to(_device(module))).double().cpu().numpy()
+                for x in (generated, stimuli))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    return Score("CLIP similarity", float(np.mean(np.sum(a * b, axis=1))), label)
+
+
+def ssim(generated, stimuli):
+    """Mean structural similarity of each generated image and its stimulus (torchmetrics).
+
+    Parameters
+    ----------
+    generated, stimuli : array, shape (n, H, W, 3) | list of images
+        Paired images (stimuli are resized to the generated size).
+
+    Returns
+    -------
+    ssim : float
+        1 for identical images.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    generated, stimuli = _paired(generated, stimuli)
+    size = min(generated[0].shape[:2])
+    kernel = min(11, size - 1 + size % 2)  # odd and no larger than the image
+    return float(structural_similarity_index_measure(
+        _to_tensor(generated), _to_tensor(stimuli), data_range=1.0, kernel_size=kernel))
+
+
+def pixel_correlation(generated, stimuli):
+    """Mean Pearson correlation of the pixels of each generated image and its stimulus.
+
+    Parameters
+    ----------
+    generated, stimuli : array, shape (n, H, W, 3) | list of images
+        Paired images (stimuli are resized to the generated size).
+
+    Returns
+    -------
+    r : float
+    """
+    generated, stimuli = _paired(generated, stimuli)
+    a = np.stack(generated).reshape(len(generated), -1).astype(float)
+    b = np.stack(stimuli).reshape(len(stimuli), -1).astype(float)
+    a -= a.mean(1, keepdims=True)
+    b -= b.mean(1, keepdims=True)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.sum(a * b, axis=1) / np.where(denom > 0, denom, np.inf)))
 
 
 def n_way_top_k(proba, reference, n_way, k=1, n_repeats=50, random_state=None):
@@ -27,6 +433,7 @@ def n_way_top_k(proba, reference, n_way, k=1, n_repeats=50, random_state=None):
     Returns
     -------
     accuracy : float
+        Ties with distractors are broken at random (in expectation).
     """
     proba = np.asarray(proba, dtype=float)
     reference = np.asarray(reference, dtype=int)
@@ -38,10 +445,218 @@ def n_way_top_k(proba, reference, n_way, k=1, n_repeats=50, random_state=None):
     if len(reference) != len(proba) or reference.min() < 0 or reference.max() >= n_classes:
         raise ValueError("reference must hold one class index per row of proba.")
     rng = np.random.default_rng(random_state)
-    hits = 0
+    hits = 0.0
     for p, ref in zip(proba, reference):
         others = np.delete(np.arange(n_classes), ref)
         for _ in range(n_repeats):
             rivals = p[rng.choice(others, n_way - 1, replace=False)]
-            hits += np.sum(rivals >= p[ref]) < k
-    return hits / (len(proba) * n_repeats)
+            hits += _top_k_hit(np.sum(rivals > p[ref]), np.sum(rivals == p[ref]), k)
+    return float(hits / (len(proba) * n_repeats))
+
+
+def _top_k_hit(n_higher, n_tied, k):
+    """Chance that the true item ranks in the top k when its ties are broken at random.
+
+    Counting ties as losses would put a constant classifier below chance,
+    counting them as wins above it.
+    """
+    return np.clip((k - np.asarray(n_higher)) / (np.asarray(n_tied) + 1.0), 0.0, 1.0)
+
+
+# -- Stage 1 ------------------------------------------------------------------------
+def decoding_accuracy(y_true, y_score, k=1, classes=None):
+    """Top-k decoding accuracy, with the accuracy of the best constant guess as chance.
+
+    Parameters
+    ----------
+    y_true : array, shape (n,)
+        True labels.
+    y_score : array, shape (n,) | (n, n_classes)
+        Predicted labels (``k=1`` only) or class scores (e.g. ``predict_proba``).
+    k : int
+        A success is the true class among the ``k`` best scored (ties broken
+        at random, in expectation).
+    classes : array, shape (n_classes,) | None
+        The label of each score column (default ``0 .. n_classes - 1``).
+
+    Returns
+    -------
+    score : Score
+        ``chance`` is the summed frequency of the ``k`` most frequent labels
+        (``k / n_classes`` for balanced labels).
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score)
+    if len(y_score) != len(y_true):
+        raise ValueError(f"Got {len(y_score)} predictions for {len(y_true)} labels.")
+    if y_score.ndim == 1:
+        if k != 1:
+            raise ValueError("Top-k accuracy with k > 1 needs class scores (n, n_classes).")
+        hits = y_score == y_true
+    else:
+        classes = np.arange(y_score.shape[1]) if classes is None else np.asarray(classes)
+        if len(classes) != y_score.shape[1] or not 1 <= k <= len(classes):
+            raise ValueError(f"Need one class per score column and k in [1, {len(classes)}].")
+        is_true = classes[None, :] == y_true[:, None]
+        if not is_true.any(axis=1).all():
+            raise ValueError("Every label of y_true must be one of classes.")
+        true_score = y_score[is_true][:, None]
+        hits = _top_k_hit(np.sum(y_score > true_score, axis=1),
+                          np.sum(y_score == true_score, axis=1) - 1, k)
+    counts = np.sort(np.unique(y_true, return_counts=True)[1])[::-1]
+    return Score(f"top-{k} accuracy", float(np.mean(hits)), chance=counts[:k].sum() / len(y_true))
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=float).reshape(len(x), -1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def retrieval_top_k(queries, candidates, truth, k=1):
+    """EEG -> image retrieval: the true image among the ``k`` most cosine-similar candidates.
+
+    Parameters
+    ----------
+    queries : array, shape (n, d)
+        EEG embeddings (e.g. ``SynapseEncoder.transform``).
+    candidates : array, shape (n_candidates, d)
+        Candidate image embeddings (e.g. CLIP embeddings of the test images).
+    truth : array of int, shape (n,)
+        Row of ``candidates`` that each query saw.
+    k : int
+        Rank counted as a success.
+
+    Returns
+    -------
+    score : Score
+        ``chance`` is ``k / n_candidates``.
+    """
+    truth = np.asarray(truth, dtype=int)
+    queries, candidates = _unit(queries), _unit(candidates)
+    if queries.shape[1] != candidates.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} features, candidates "
+                         f"{candidates.shape[1]}; embed both into one space.")
+    if len(truth) != len(queries) or truth.min() < 0 or truth.max() >= len(candidates):
+        raise ValueError("truth must hold one candidate row index per query.")
+    if not 1 <= k <= len(candidates):
+        raise ValueError(f"k must be in [1, {len(candidates)}], got {k}.")
+    sim = queries @ candidates.T
+    true_sim = sim[np.arange(len(truth)), truth][:, None]
+    hits = _top_k_hit(np.sum(sim > true_sim, axis=1), np.sum(sim == true_sim, axis=1) - 1, k)
+    return Score(f"retrieval top-{k}", float(np.mean(hits)), chance=k / len(candidates))
+
+
+def neighbour_agreement(latents, labels, n_neighbors=5, groups=None):
+    """Latent-space quality: share of each epoch's nearest neighbours of its class.
+
+    Leave-one-out cosine nearest neighbours; neighbours from the epoch's own
+    group (e.g. the same image seen again) can be excluded, so that repeated
+    trials do not inflate the score.
+
+    Parameters
+    ----------
+    latents : array, shape (n, ...)
+        Embeddings (trailing dimensions are flattened).
+    labels : array, shape (n,)
+        Class of each epoch.
+    n_neighbors : int
+        Neighbours per epoch.
+    groups : array, shape (n,) | None
+        Epochs of one group are never neighbours of each other.
+
+    Returns
+    -------
+    score : Score
+        ``chance`` is the expected share for neighbours drawn at random from
+        the eligible epochs.
+    """
+    x = _unit(latents)
+    labels = np.asarray(labels)
+    if len(labels) != len(x):
+        raise ValueError(f"Got {len(labels)} labels for {len(x)} latents.")
+    eligible = ~np.eye(len(x), dtype=bool)
+    if groups is not None:
+        groups = np.asarray(groups)
+        eligible &= groups[:, None] != groups[None, :]
+    n_eligible = eligible.sum(1)
+    if not 1 <= n_neighbors <= n_eligible.min():
+        raise ValueError(f"n_neighbors must be in [1, {n_eligible.min()}] (eligible "
+                         f"neighbours per epoch), got {n_neighbors}.")
+    sim = np.where(eligible, x @ x.T, -np.inf)
+    nearest = np.argpartition(-sim, n_neighbors - 1, axis=1)[:, :n_neighbors]
+    same = labels[:, None] == labels[None, :]
+    value = np.mean(same[np.arange(len(x))[:, None], nearest])
+    chance = np.mean((same & eligible).sum(1) / n_eligible)
+    return Score(f"{n_neighbors}-NN class agreement", float(value), chance=float(chance))
+
+
+# -- controls -----------------------------------------------------------------------
+def _take(b, idx):
+    return b[idx] if isinstance(b, np.ndarray) else [b[i] for i in idx]
+
+
+def shuffled_control(score_fn, a, b, n_permutations=10, random_state=None):
+    """Mean score with the pairing of ``a`` and ``b`` permuted (the shuffled-EEG control).
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(a, b)`` returns a number (or a :class:`Score`).
+    a, b : sequence
+        Paired along their first axis (e.g. generated images and stimuli).
+    n_permutations : int
+        Random pairings averaged.
+    random_state : int | None
+        Seed of the permutations.
+
+    Returns
+    -------
+    score : float
+    """
+    if len(a) != len(b):
+        raise ValueError(f"a and b must be paired: got {len(a)} and {len(b)} items.")
+    rng = np.random.default_rng(random_state)
+    return float(np.mean([float(score_fn(a, _take(b, rng.permutation(len(b)))))
+                          for _ in range(n_permutations)]))
+
+
+def permutation_pvalue(score_fn, a, b, n_permutations=1000, alternative="greater",
+                       random_state=None):
+    """Permutation test of a paired score against permuted pairings (scipy).
+
+    The p-value is ``(1 + #{null >= observed}) / (1 + n_permutations)`` (the
+    +1 counts the observed pairing; exact when all permutations fit).
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(a, b)`` returns a number (or a :class:`Score`).
+    a, b : sequence
+        Paired along their first axis.
+    n_permutations : int
+        Random pairings.
+    alternative : ``'greater'`` | ``'less'`` | ``'two-sided'``
+        ``'less'`` for scores where lower is better (FID).
+    random_state : int | None
+        Seed of the permutations.
+
+    Returns
+    -------
+    score : float
+        The score of the true pairing.
+    pvalue : float
+    null : ndarray, shape (n_permutations,)
+        Scores of the permuted pairings.
+    """
+    from scipy.stats import permutation_test
+
+    if len(a) != len(b):
+        raise ValueError(f"a and b must be paired: got {len(a)} and {len(b)} items.")
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got "
+                         f"{alternative!r}.")
+    result = permutation_test(
+        (np.arange(len(b)),), lambda idx: float(score_fn(a, _take(b, idx))),
+        permutation_type="pairings", vectorized=False, n_resamples=n_permutations,
+        alternative=alternative, random_state=random_state)
+    return float(result.statistic), float(result.pvalue), np.asarray(result.null_distribution)
