@@ -15,30 +15,62 @@ def is_epochs(X):
     return isinstance(X, (BaseEpochs, _JoinedEpochs))
 
 
-def get_data(X, name="X"):
+def get_data(X, name="X", lazy=False):
     """Return (data as float32 (n_epochs, n_chans, n_times), info or None, metadata or None).
 
     2-D arrays are read as single-channel signals, shape (n_epochs, 1, n_times).
     A list of Epochs (what scikit-learn's cross-validation makes of an Epochs
-    object when it indexes it) is joined back into one.
+    object when it indexes it) is joined back into one. With ``lazy=True``, a
+    memory-mapped array or ``mne.Epochs(preload=False)`` is returned as a
+    :class:`LazyEEG` that reads epochs on demand instead of as one array.
     """
     info = metadata = None
     if isinstance(X, (list, tuple)) and len(X) and all(is_epochs(e) for e in X):
         X = _join_epochs(X)
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"Sparse input is not supported; pass {name} as a dense array.")
+    if lazy and (isinstance(X, np.memmap) or (is_epochs(X) and not getattr(X, "preload", True))):
+        data = LazyEEG(X, name)
+        if is_epochs(X):
+            info, metadata = X.info, X.metadata
+        return data, info, metadata
     if is_epochs(X):
-        if len(X) == 0:
-            raise ValueError(f"{name} holds no epochs (all dropped?).")
+        _check_not_empty(X, name)
         info, metadata = X.info, X.metadata
         data = X.get_data(picks="data", copy=False)
     elif hasattr(X, "__array__") or isinstance(X, (list, tuple)):
-        data = np.asarray(X)
+        try:
+            data = np.asarray(X)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(
+                f"{name} could not be read as an array ({err}). Pass a 3-D array "
+                "(n_epochs, n_chans, n_times) of equal-length epochs, or mne.Epochs."
+            ) from err
     else:
         raise TypeError(
             f"{name} must be mne.Epochs or an array of shape (n_epochs, n_chans, "
             f"n_times), got {type(X).__name__}."
         )
+    data = _check_dtype(data, name)
+    if data.ndim == 2:
+        data = data[:, None, :]
+    _check_shape(data.shape, name)
+    check_finite(data, name)
+    return data.astype(np.float32, copy=False), info, metadata
+
+
+def _check_not_empty(epochs, name):
+    if not getattr(epochs, "preload", True):
+        epochs.drop_bad(verbose=False)  # mne.Epochs only know their length after this
+    if len(epochs) == 0:
+        raise ValueError(
+            f"{name} holds no epochs: all were dropped or none were selected. See "
+            "epochs.drop_log (epochs.plot_drop_log()) and loosen reject=/flat= or "
+            "the event selection."
+        )
+
+
+def _check_dtype(data, name):
     if np.iscomplexobj(data):
         raise ValueError(f"Complex data not supported; pass the real EEG signal as {name}.")
     if not np.issubdtype(data.dtype, np.number):
@@ -46,17 +78,120 @@ def get_data(X, name="X"):
             data = data.astype(np.float64)
         except (TypeError, ValueError) as err:
             raise TypeError(f"{name} must hold real numbers ({err}).") from err
-    if data.ndim == 2:
-        data = data[:, None, :]
-    if data.ndim != 3:
+    return data
+
+
+def _check_shape(shape, name):
+    if len(shape) != 3:
         raise ValueError(
             f"{name} must be 3-D (n_epochs, n_chans, n_times) or mne.Epochs, got "
-            f"an array of shape {data.shape}."
+            f"an array of shape {tuple(shape)}."
         )
-    if data.shape[0] == 0:
-        raise ValueError(f"{name} holds no epochs.")
-    check_finite(data, name)
-    return data.astype(np.float32, copy=False), info, metadata
+    if shape[0] == 0:
+        raise ValueError(f"{name} holds no epochs; pass at least one.")
+    if shape[1] == 0 or shape[2] == 0:
+        raise ValueError(
+            f"{name} has {shape[1]} channels x {shape[2]} times per epoch; pass "
+            "epochs with at least one channel and one time sample."
+        )
+
+
+class LazyEEG:
+    """EEG read in pieces: a memory-mapped array or ``mne.Epochs(preload=False)``.
+
+    Indexing it (``lazy[start:stop]``, ``lazy[[3, 1, 4]]``) reads just those
+    epochs and returns them as a checked float32 array, so data larger than
+    memory can be streamed through training one batch at a time.
+
+    Parameters
+    ----------
+    source : np.memmap | mne.Epochs
+        Where the epochs are read from.
+    name : str
+        The name of the input in error messages.
+    """
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, source, name="X"):
+        self.source, self.name = source, name
+        if is_epochs(source):
+            _check_not_empty(source, name)
+            first = source.get_data(picks="data", item=[0], verbose=False)
+            self.shape = (len(source), *first.shape[1:])
+        else:
+            _check_dtype(np.empty(0, source.dtype), name)
+            shape = source.shape if source.ndim != 2 else (source.shape[0], 1, source.shape[1])
+            self.shape = tuple(shape)
+        _check_shape(self.shape, name)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        idx = np.arange(len(self))[index]
+        scalar = np.ndim(idx) == 0
+        idx = np.atleast_1d(idx)
+        if is_epochs(self.source):
+            data = self.source.get_data(picks="data", item=idx.tolist(), verbose=False)
+        elif len(idx) and np.all(np.diff(idx) == 1):
+            data = self.source[idx[0]:idx[-1] + 1]  # one contiguous read
+        else:
+            order = np.argsort(idx, kind="stable")  # read the file front to back
+            data = np.asarray(self.source[idx[order]])[np.argsort(order, kind="stable")]
+        data = _check_dtype(np.asarray(data), self.name).astype(np.float32, copy=False)
+        if data.ndim == 2:
+            data = data[:, None, :]
+        check_finite(data, self.name)
+        return data[0] if scalar else data
+
+
+def channel_stats(data, chunk_size=64):
+    """Per-channel mean and standard deviation over epochs and times.
+
+    Reads ``data`` (an array or a :class:`LazyEEG`) a chunk of epochs at a
+    time and merges the chunks in float64 (Chan et al.'s pairwise update), so
+    the result is the same whether the data are in memory or on disk.
+
+    Returns
+    -------
+    mean, std : ndarray, shape (n_chans, 1), float32
+        ``std`` has 1e-12 added so that flat channels do not divide by zero.
+    """
+    n_chans, n_times = data.shape[1:]
+    count, mean, m2 = 0, np.zeros(n_chans), np.zeros(n_chans)
+    for start in range(0, len(data), chunk_size):
+        x = np.asarray(data[start:start + chunk_size], dtype=np.float64)
+        n = x.shape[0] * n_times
+        x_mean = x.mean(axis=(0, 2))
+        x_m2 = ((x - x_mean[:, None]) ** 2).sum(axis=(0, 2))
+        delta = x_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + x_m2 + delta ** 2 * (count * n / total)
+        count = total
+    std = np.sqrt(m2 / count)
+    return mean.astype(np.float32)[:, None], (std.astype(np.float32) + np.float32(1e-12))[:, None]
+
+
+def check_device(device):
+    """Raise a ValueError naming the fix if ``device`` is not a usable torch device."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device ({err}); use 'cpu' "
+                         "or 'cuda'.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but torch sees no CUDA GPU (torch.cuda.is_available() "
+            "is False); use device='cpu' or install a CUDA build of torch."
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} but MPS is not available; use device='cpu'.")
+    return dev
 
 
 class _JoinedEpochs:

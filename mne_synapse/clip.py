@@ -219,24 +219,26 @@ class CLIPEmbedder:
         import torch
         from PIL import Image
 
-        arrays = [read_image(image) for image in images]
-        keys = [_content_hash(a) for a in arrays]
-        by_key = dict(zip(keys, arrays))
+        images = list(images)
+        if not images:
+            raise ValueError("No images to embed; pass at least one.")
+        out = []
+        # One batch of images in memory at a time: a stimulus set need not fit.
+        for start in range(0, len(images), self.batch_size):
+            arrays = [read_image(image) for image in images[start:start + self.batch_size]]
+            keys = [_content_hash(a) for a in arrays]
+            by_key = dict(zip(keys, arrays))
 
-        def compute(missing):
-            self.model  # noqa: B018 - loads the preprocessing transform too
-            results = []
-            for start in range(0, len(missing), self.batch_size):
-                batch = torch.stack([
-                    self._preprocess(Image.fromarray(by_key[k]))
-                    for k in missing[start:start + self.batch_size]
-                ]).to(self.device)
+            def compute(missing, by_key=by_key):
+                self.model  # noqa: B018 - loads the preprocessing transform too
+                batch = torch.stack([self._preprocess(Image.fromarray(by_key[k]))
+                                     for k in missing]).to(self.device)
                 with torch.no_grad():
                     emb = self.model.encode_image(batch, normalize=True)
-                results.extend(emb.float().cpu().numpy())
-            return results
+                return list(emb.float().cpu().numpy())
 
-        return self._cached("image", keys, compute)
+            out.append(self._cached("image", keys, compute))
+        return np.concatenate(out)
 
     def embed_caption_tokens(self, captions):
         """Caption token states, shape (n_captions, context_length, text_width).
