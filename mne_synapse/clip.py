@@ -48,7 +48,10 @@ def read_image(image):
             with Image.open(path) as img:
                 return np.asarray(img.convert("RGB"))
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"Stimulus image {str(path)!r} is unreadable: {err}") from err
+            raise ValueError(
+                f"Stimulus image {str(path)!r} is unreadable ({err}); replace it with a "
+                "valid image file (PNG, JPEG, ...) or drop its epochs."
+            ) from err
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
@@ -148,7 +151,10 @@ class CLIPEmbedder:
             if any(sep in str(pretrained) for sep in ("/", "\\")) or str(pretrained).endswith(
                 (".bin", ".pt", ".pth", ".safetensors")
             ):
-                raise FileNotFoundError(f"CLIP checkpoint {str(pretrained)!r} does not exist.")
+                raise FileNotFoundError(
+                    f"CLIP checkpoint {str(pretrained)!r} does not exist; check the path "
+                    "or pass an OpenCLIP pretrained tag (open_clip.list_pretrained())."
+                )
             tags = open_clip.list_pretrained_tags_by_model(self.model_name)
             if pretrained not in tags:
                 raise ValueError(

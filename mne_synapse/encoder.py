@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inputs
-from .utils import atomic_write, hash_file, is_verbose
+from .utils import finish_interrupted_save, hash_file, is_main_process, is_verbose, save_folder
 
 _FORMAT_VERSION = 1
 DEFAULT_CLIP_WEIGHTS = {"tiny": "synthetic", "ViT-H-14": "laion2b_s32b_b79k"}
@@ -66,8 +66,26 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         Extra skorch callbacks, e.g. ``[("ckpt", Checkpoint(dirname=...)),
         ("lr", LRScheduler("CosineAnnealingLR", T_max=40))]``. Gradient
         clipping and early stopping are already set by the parameters above.
+    checkpoint_dir : path-like | None
+        Folder for resumable training. After every epoch the whole training
+        state (weights, optimizer, history, random generators) is saved there
+        atomically, under a sub-folder named by a hash of the parameters and
+        data; a later ``fit`` with the same parameters and data (``max_epochs``,
+        ``verbose``, ``device``, ``callbacks`` may differ) continues from it
+        and ends with the same weights as a run that was never stopped. A
+        finished run is kept, so fitting again restores it without training;
+        delete the folder to start over. Needs an integer ``random_state``.
+        Early stopping restarts its patience count on resume, and extra
+        ``callbacks`` must keep their own state.
     device : str
         Torch device, e.g. ``'cuda'``.
+    accelerator : accelerate.Accelerator | None
+        Train through Hugging Face ``accelerate`` (skorch's ``AccelerateMixin``):
+        data-parallel (DDP) over the processes of ``accelerate launch``, with the
+        accelerator's mixed precision and gradient accumulation. It also places
+        the model, so ``device`` is then ignored. Each process trains on its share
+        of every epoch; the losses in ``history_`` are averaged over processes, so
+        every process records, and stops, alike. See :doc:`/distributed`.
     cache_dir : path-like | None
         Folder for on-disk caching of CLIP embeddings.
     random_state : int | None
@@ -104,8 +122,9 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                  caption_column="caption", output="pooled", max_epochs=40,
                  batch_size=32, lr=3e-3, weight_decay=1e-2, grad_clip=1.0,
                  augment_noise=0.5, augment_shift=4, validation_fraction=0.0,
-                 early_stopping=None, callbacks=None,
-                 device="cpu", cache_dir=None, random_state=None, verbose=None):
+                 early_stopping=None, callbacks=None, checkpoint_dir=None,
+                 device="cpu", accelerator=None, cache_dir=None, random_state=None,
+                 verbose=None):
         self.preset = preset
         self.module_kwargs = module_kwargs
         self.clip_model = clip_model
@@ -128,7 +147,9 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
         self.device = device
+        self.accelerator = accelerator
         self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -148,21 +169,60 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}.")
         if self.output not in ("pooled", "tokens"):
             raise ValueError(f"output must be 'pooled' or 'tokens', got {self.output!r}.")
+        def is_number(value):  # finite and real; bools are not numbers here
+            return (isinstance(value, (int, float, np.integer, np.floating))
+                    and not isinstance(value, (bool, np.bool_)) and np.isfinite(value))
+
         for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
                      "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}.")
+            if not is_number(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0 and finite, got {value!r}.")
         if self.recon_weight + self.align_weight + self.contrastive_weight == 0:
             raise ValueError("At least one of the loss weights must be > 0.")
         for name in ("max_epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in [0, 1).")
+        if not is_number(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be a number in [0, 1), got "
+                             f"{self.validation_fraction!r}.")
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError("early_stopping needs validation_fraction > 0.")
+        if self.checkpoint_dir is not None and not isinstance(self.random_state,
+                                                              (int, np.integer)):
+            raise ValueError(
+                "checkpoint_dir needs an integer random_state: a run with a random "
+                f"seed cannot be continued identically (got {self.random_state!r})."
+            )
+        self._check_module_kwargs()
+        _inputs.check_device(self.device)
+        if self.accelerator is not None and not hasattr(self.accelerator, "prepare"):
+            raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
+                            f"{type(self.accelerator).__name__}.")
+        if self.accelerator is not None and self.checkpoint_dir is not None:
+            raise ValueError("checkpoint_dir cannot be combined with accelerator yet; "
+                             "pass one of them.")
+
+    def _check_module_kwargs(self):
+        import inspect
+
+        from .models import SynapseAutoencoder
+
+        if self.module_kwargs is None:
+            return
+        if not isinstance(self.module_kwargs, dict):
+            raise TypeError(f"module_kwargs must be a dict or None, got "
+                            f"{type(self.module_kwargs).__name__}.")
+        from_data = {"n_chans", "n_times", "sfreq", "chs_info"}
+        allowed = set(inspect.signature(SynapseAutoencoder.__init__).parameters) - {
+            "self", *from_data}
+        unknown = sorted(set(self.module_kwargs) - allowed)
+        if unknown:
+            raise ValueError(
+                f"module_kwargs has unknown or data-given key(s) {unknown}; "
+                f"use {sorted(allowed)} ({sorted(from_data)} come from the data)."
+            )
 
     def _clip(self):
         from .clip import CLIPEmbedder
@@ -175,7 +235,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                     "clip_pretrained= (an OpenCLIP tag or a checkpoint path)."
                 )
             pretrained = DEFAULT_CLIP_WEIGHTS[self.clip_model]
-        return CLIPEmbedder(self.clip_model, pretrained, device=self.device,
+        device = self.device if self.accelerator is None else str(self.accelerator.device)
+        return CLIPEmbedder(self.clip_model, pretrained, device=device,
                             cache_dir=self.cache_dir)
 
     def _scale(self, data):
@@ -190,7 +251,12 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
             EEG. With Epochs, stimuli come from ``X.metadata`` (image paths in
             ``image_column``, captions in ``caption_column`` or from the class
-            name).
+            name). ``mne.Epochs(preload=False)`` (e.g. ``mne.read_epochs(fname,
+            preload=False)``) and memory-mapped arrays (``np.load(fname,
+            mmap_mode='r')``) are read a batch at a time, never as a whole,
+            so the EEG may be larger than memory; what stays in memory is the
+            model, the metadata and one CLIP target per distinct image and
+            caption.
         y : array-like | None
             Class labels; used only to build captions when there are none
             (so the estimator works in a classification Pipeline).
@@ -210,12 +276,13 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         from .models import SynapseAutoencoder
 
         self._validate_params()
-        data, info, metadata = _inputs.get_data(X)
+        data, info, metadata = _inputs.get_data(X, lazy=True)
         n_epochs, n_chans, n_times = data.shape
         if y is not None:
             y = np.asarray(y)
         if y is not None and len(y) != n_epochs:
-            raise ValueError(f"y has {len(y)} labels for {n_epochs} epochs.")
+            raise ValueError(f"y has {len(y)} labels for {n_epochs} epochs; pass one "
+                             "label per epoch (or y=None).")
         images, captions = _inputs.resolve_stimuli(
             n_epochs, metadata, images, captions, y, self.image_column,
             self.caption_column, self.caption_template,
@@ -228,7 +295,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
 
         import torch
 
-        from ._training import ImageDisjointSplit, SynapseNet
+        from ._training import AcceleratedSynapseNet, EEGDataset, ImageDisjointSplit, SynapseNet
 
         seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
         clip = self._clip()
@@ -248,15 +315,30 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         pairs = np.stack([image_idx, text_idx], axis=1)
         unique_pairs, pair_of_epoch = np.unique(pairs, axis=0, return_inverse=True)
 
-        self.scale_mean_ = data.mean(axis=(0, 2), keepdims=True)[0]
-        self.scale_std_ = data.std(axis=(0, 2), keepdims=True)[0] + np.float32(1e-12)
+        # Read in chunks (the same way for arrays and lazy data, so both give
+        # the same numbers); this pass also checks lazy data for NaN.
+        self.scale_mean_, self.scale_std_ = _inputs.channel_stats(data)
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            from ._checkpoint import FILE_NAME, EpochCheckpoint, run_fingerprint
+
+            skip = {"max_epochs", "verbose", "device", "callbacks", "checkpoint_dir",
+                    "cache_dir"}
+            fingerprint = run_fingerprint(
+                dict({k: v for k, v in self.get_params().items() if k not in skip},
+                     seed=seed, shape=data.shape, sfreq=self.sfreq_, ch_names=self.ch_names_),
+                self.scale_mean_, self.scale_std_, pair_of_epoch, unique_pairs,
+                None if image_table is None else image_table.numpy(),
+                None if text_table is None else text_table.numpy())
+            checkpoint = Path(self.checkpoint_dir) / fingerprint[:16] / FILE_NAME
         self.module_kwargs_ = dict(n_chans=n_chans, n_times=n_times, sfreq=self.sfreq_,
                                    **sizes, **(self.module_kwargs or {}))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = SynapseAutoencoder.from_preset(self.preset, **self.module_kwargs_)
-            callbacks = [("grad_clip", GradientNormClipping(self.grad_clip or np.inf)),
-                         *(self.callbacks or [])]
+            callbacks = list(self.callbacks or [])
+            if self.accelerator is None:  # else the net clips, after unscaling fp16 gradients
+                callbacks.insert(0, ("grad_clip", GradientNormClipping(self.grad_clip or np.inf)))
             train_split = None
             if self.validation_fraction > 0:
                 groups = image_idx if image_table is not None else text_idx
@@ -264,7 +346,17 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                 if self.early_stopping:
                     callbacks.append(("early_stopping", EarlyStopping(
                         patience=self.early_stopping, load_best=True)))
-            net = SynapseNet(
+            loader_rng = torch.Generator().manual_seed(seed)
+            if checkpoint is not None:
+                callbacks.append(("checkpoint", EpochCheckpoint(checkpoint, fingerprint,
+                                                                loader_rng)))
+            net_class, placement = SynapseNet, dict(device=self.device)
+            if self.accelerator is not None:  # it places and wraps (DDP) the modules itself
+                net_class, placement = AcceleratedSynapseNet, dict(
+                    accelerator=self.accelerator, device=None, grad_clip=self.grad_clip)
+                if not is_verbose(self.verbose):  # skorch logs through any sink but print
+                    placement["callbacks__print_log__sink"] = print  # even at verbose=0
+            net = net_class(
                 module, criterion=SynapseLoss,
                 criterion__recon_weight=self.recon_weight,
                 criterion__align_weight=self.align_weight,
@@ -274,15 +366,30 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                 optimizer__weight_decay=self.weight_decay,
                 max_epochs=self.max_epochs, batch_size=self.batch_size,
                 iterator_train__shuffle=True,
-                iterator_train__generator=torch.Generator().manual_seed(seed),
-                train_split=train_split, callbacks=callbacks, device=self.device,
+                iterator_train__generator=loader_rng,
+                train_split=train_split, callbacks=callbacks, **placement,
                 verbose=int(is_verbose(self.verbose)),
             )
             net.image_table_, net.text_table_ = image_table, text_table
             net.augment_noise, net.augment_shift = self.augment_noise, int(self.augment_shift)
             net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])
             net.pair_text_ = torch.as_tensor(unique_pairs[:, 1])
-            net.fit(self._scale(data), pair_of_epoch.astype(np.int64))
+            net.initialize()
+            done = 0
+            if checkpoint is not None:
+                from ._checkpoint import restore
+
+                done = restore(net, checkpoint, fingerprint, loader_rng)
+                if done > self.max_epochs:
+                    raise ValueError(
+                        f"The checkpoint in {checkpoint.parent} has trained {done} epochs, "
+                        f"more than max_epochs={self.max_epochs}; set max_epochs >= {done} "
+                        "or use another checkpoint_dir."
+                    )
+            if done < self.max_epochs:
+                dataset = EEGDataset(data, self.scale_mean_, self.scale_std_,
+                                     pair_of_epoch.astype(np.int64))
+                net.partial_fit(dataset, None, epochs=self.max_epochs - done)
         # The CLIP tables are only needed to train; dropping them keeps the
         # fitted estimator small to pickle.
         net.image_table_ = net.text_table_ = None
@@ -310,7 +417,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     # -- inference ---------------------------------------------------------------
     def _forward(self, X, run):
         check_is_fitted(self, "net_")
-        data, info, _ = _inputs.get_data(X)
+        data, info, _ = _inputs.get_data(X, lazy=True)
         _inputs.check_same_signal(data, info, dict(
             n_chans=self.n_chans_, n_times=self.n_times_, sfreq=self.sfreq_,
             ch_names=self.ch_names_))
@@ -318,11 +425,11 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
 
         module = self.net_.module_.eval()
         device = next(module.parameters()).device
-        x = torch.as_tensor(self._scale(data))
+        step = max(self.batch_size, 64)
         outputs = []
         with torch.no_grad():
-            for start in range(0, len(x), max(self.batch_size, 64)):
-                batch = x[start:start + max(self.batch_size, 64)].to(device)
+            for start in range(0, len(data), step):  # lazy data: read a batch at a time
+                batch = torch.as_tensor(self._scale(data[start:start + step])).to(device)
                 outputs.append(run(module, batch).cpu().numpy())
         return np.concatenate(outputs)
 
@@ -359,64 +466,105 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     def save(self, path):
         """Save the fitted encoder to a folder: ``config.json`` + ``model.safetensors``.
 
-        Weights are written first and the config (which stores their SHA-256)
-        last, each atomically, so an interrupted save never yields a folder
-        that loads with mismatched parts.
+        The config stores the SHA-256 of the weights, checked on load. Both
+        files are replaced as one atomic update (see
+        ``mne_synapse.utils.save_folder``): a save interrupted at any
+        point leaves either the previous encoder or the new one, never a mix.
+        In a distributed run (``accelerate launch``) only the main process
+        writes; call ``accelerator.wait_for_everyone()`` before others read.
         """
+        check_is_fitted(self, "net_")
+        if not is_main_process():  # in a distributed run, the main process writes
+            return Path(path)
+        return save_folder(path, self._saved_files())
+
+    def _saved_files(self):
+        """The files of :meth:`save`, by name (the generator saves them too)."""
+        import hashlib
+
         from safetensors.torch import save
 
-        check_is_fitted(self, "net_")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net_.module_.state_dict().items()}
-        atomic_write(path / "model.safetensors", lambda fid: fid.write(save(state)))
+        weights = save(state)
+        skip = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
         config = dict(
             format_version=_FORMAT_VERSION, estimator="SynapseEncoder",
-            params={k: v for k, v in self.get_params().items() if k != "cache_dir"},
+            params={k: v for k, v in self.get_params().items() if k not in skip},
             module_kwargs=self.module_kwargs_, n_chans=self.n_chans_, n_times=self.n_times_,
             sfreq=self.sfreq_, ch_names=self.ch_names_,
             scale_mean=self.scale_mean_.ravel().tolist(),
             scale_std=self.scale_std_.ravel().tolist(),
-            weights_sha256=hash_file(path / "model.safetensors"),
+            weights_sha256=hashlib.sha256(weights).hexdigest(),
         )
-        atomic_write(path / "config.json", lambda fid: fid.write(json.dumps(config, indent=1)),
-                     mode="w")
-        return path
+        return {"model.safetensors": weights, "config.json": json.dumps(config, indent=1)}
 
     @classmethod
     def load(cls, path, device="cpu"):
-        """Load an encoder saved with :meth:`save` (no unpickling involved)."""
+        """Load an encoder saved with :meth:`save` (no unpickling involved).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` is not a saved encoder.
+        ValueError
+            If a file is corrupt, truncated or modified (the weights' SHA-256
+            differs from the one stored at save time), or was written by another
+            format version or for another architecture.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from .models import SynapseAutoencoder
 
         path = Path(path)
+        _inputs.check_device(device)
+        if path.is_dir():
+            finish_interrupted_save(path)
+        if (path / "generator.json").is_file():
+            raise ValueError(f"{path} holds an EEGImageGenerator; load it with "
+                             "EEGImageGenerator.load (its encoder is in the 'encoder' folder).")
         for name in ("config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path / name} does not exist; is {path} a saved encoder?")
         try:
             config = json.loads((path / "config.json").read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path / 'config.json'} is corrupt: {err}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path / 'config.json'} is corrupt ({err}); save the encoder "
+                             "again.") from err
+        if not isinstance(config, dict):
+            raise ValueError(f"{path / 'config.json'} is not an encoder config; save the "
+                             "encoder again.")
         if config.get("estimator") != "SynapseEncoder" or config.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"{path} holds a {config.get('estimator')} saved in format "
                 f"{config.get('format_version')}; this version reads SynapseEncoder "
-                f"format {_FORMAT_VERSION}."
+                f"format {_FORMAT_VERSION}: save it again with a matching version of "
+                "mne-synapse."
             )
+        keys = ("params", "module_kwargs", "n_chans", "n_times", "sfreq", "ch_names",
+                "scale_mean", "scale_std", "weights_sha256")
+        missing = [k for k in keys if k not in config]
+        if missing:
+            raise ValueError(f"{path / 'config.json'} lacks {missing}; save the encoder again.")
         if hash_file(path / "model.safetensors") != config["weights_sha256"]:
             raise ValueError(
                 f"{path / 'model.safetensors'} does not match the hash in config.json "
                 "(truncated or overwritten); save the encoder again."
             )
         params = dict(config["params"], device=device)
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"{path} was saved with parameters {unknown} that this version "
+                             "of SynapseEncoder does not have; load it with the version "
+                             "that saved it.")
         self = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-        module = SynapseAutoencoder.from_preset(self.preset, **config["module_kwargs"])
         try:
+            module = SynapseAutoencoder.from_preset(self.preset, **config["module_kwargs"])
             module.load_state_dict(load_file(path / "model.safetensors"))
-        except (SafetensorError, RuntimeError) as err:
-            raise ValueError(f"Weights in {path} do not fit the saved architecture: {err}") from err
+        except (SafetensorError, RuntimeError, TypeError, ValueError) as err:
+            reason = ([""] + str(err).strip().splitlines())[-1].strip()  # torch lists all
+            raise ValueError(f"Weights in {path} do not fit the saved architecture ({reason}); "
+                             "save the encoder again with this version.") from err
         from ._training import SynapseNet
         from .losses import SynapseLoss
 

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inputs
-from .utils import atomic_write, hash_file, is_verbose
+from .utils import finish_interrupted_save, hash_file, is_main_process, is_verbose, save_folder
 
 _FORMAT_VERSION = 1
 
@@ -99,6 +99,14 @@ class EEGImageGenerator(BaseEstimator):
         ``'DPMSolverMultistepScheduler'``, ...).
     device : str
         Torch device.
+    accelerator : accelerate.Accelerator | None
+        Finetune on this accelerator, e.g. the one of an ``accelerate launch``
+        run: data-parallel (DDP) over its processes, each drawing its own
+        batches (so the effective batch is ``batch_size`` x processes), which
+        also places the model (``device`` is then ignored). Its
+        ``mixed_precision`` and ``gradient_accumulation_steps`` must equal the
+        parameters above. None creates one from them (which also joins an
+        ``accelerate launch`` run). See :doc:`/distributed`.
     random_state : int | None
         Seed of finetuning (generation takes its own ``random_state``).
     verbose : bool | str | int | None
@@ -116,7 +124,7 @@ class EEGImageGenerator(BaseEstimator):
     trainable_fraction_ : float
         ``n_trainable_params_`` over the parameters of the stock U-Net.
     loss_curve_ : list of float
-        Diffusion loss per optimisation step.
+        Diffusion loss per optimisation step (mean over processes).
     """
 
     def __init__(self, encoder=None, base_model="tiny", recipe="paper", n_adapt_tokens=4,
@@ -124,7 +132,8 @@ class EEGImageGenerator(BaseEstimator):
                  lr=1e-4, warmup_steps=20, grad_clip=1.0, snr_gamma=5.0,
                  condition_dropout=0.1, ema_decay=None, mixed_precision="no",
                  gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
-                 scheduler="DDIMScheduler", device="cpu", random_state=None, verbose=None):
+                 scheduler="DDIMScheduler", device="cpu", accelerator=None, random_state=None,
+                 verbose=None):
         self.encoder = encoder
         self.base_model = base_model
         self.recipe = recipe
@@ -145,6 +154,7 @@ class EEGImageGenerator(BaseEstimator):
         self.guidance_scale = guidance_scale
         self.scheduler = scheduler
         self.device = device
+        self.accelerator = accelerator
         self.random_state = random_state
         self.verbose = verbose
 
@@ -164,6 +174,19 @@ class EEGImageGenerator(BaseEstimator):
             raise ValueError("mixed_precision must be 'no', 'fp16' or 'bf16'.")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError("ema_decay must be in (0, 1) or None.")
+        _inputs.check_device(self.device)
+        acc = self.accelerator
+        if acc is not None and not hasattr(acc, "prepare"):
+            raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
+                            f"{type(acc).__name__}.")
+        if acc is not None and (acc.gradient_accumulation_steps != self.grad_accumulation
+                                or str(acc.mixed_precision) != self.mixed_precision):
+            raise ValueError(
+                f"The accelerator accumulates {acc.gradient_accumulation_steps} step(s) in "
+                f"mixed precision {str(acc.mixed_precision)!r}, but grad_accumulation="
+                f"{self.grad_accumulation} and mixed_precision={self.mixed_precision!r}; "
+                "set the same on both, e.g. Accelerator(gradient_accumulation_steps="
+                f"{self.grad_accumulation}, mixed_precision={self.mixed_precision!r}).")
 
     def _fitted_encoder(self, X, y, images):
         from sklearn.base import clone
@@ -187,15 +210,16 @@ class EEGImageGenerator(BaseEstimator):
 
         from .clip import read_image
 
-        pixels = np.stack([
-            np.asarray(Image.fromarray(read_image(im)).resize((size, size), Image.BICUBIC))
-            for im in images
-        ])
-        x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
         latents = []
         with torch.no_grad():
-            for start in range(0, len(x), 32):
-                dist = vae.encode(x[start:start + 32].to(vae.device)).latent_dist
+            for start in range(0, len(images), 32):  # read 32 images at a time, not all
+                pixels = np.stack([
+                    np.asarray(Image.fromarray(read_image(im)).resize((size, size),
+                                                                      Image.BICUBIC))
+                    for im in images[start:start + 32]
+                ])
+                x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+                dist = vae.encode(x.to(vae.device)).latent_dist
                 latents.append(dist.mean.cpu() * vae.config.scaling_factor)
         return torch.cat(latents)
 
@@ -228,7 +252,7 @@ class EEGImageGenerator(BaseEstimator):
         from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
 
         self._validate_params()
-        data, _, metadata = _inputs.get_data(X)
+        data, _, metadata = _inputs.get_data(X, lazy=True)
         encoder = self._fitted_encoder(X, y, images)
         image_column = getattr(encoder, "image_column", "image_path")
         images, _ = _inputs.resolve_stimuli(
@@ -256,28 +280,37 @@ class EEGImageGenerator(BaseEstimator):
             unet.enable_gradient_checkpointing()
         params = [p for p in unet.parameters() if p.requires_grad] + list(adapter.parameters())
 
-        accelerator = Accelerator(
-            cpu=self.device == "cpu", mixed_precision=self.mixed_precision,
-            gradient_accumulation_steps=self.grad_accumulation,
-        )
+        accelerator = self.accelerator
+        if accelerator is None:
+            accelerator = Accelerator(
+                cpu=self.device == "cpu", mixed_precision=self.mixed_precision,
+                gradient_accumulation_steps=self.grad_accumulation,
+            )
         vae.to(accelerator.device)
         latents = self._encode_images(images, vae, self._image_size(vae, unet), torch)
         z = torch.as_tensor(z, dtype=torch.float32)
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)
-        warmup = max(1, self.warmup_steps)
+        # accelerate steps a prepared schedule once per process and optimiser step.
+        warmup = max(1, self.warmup_steps * accelerator.num_processes)
         lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup))
         unet, adapter, optimizer, lr_schedule = accelerator.prepare(
             unet, adapter, optimizer, lr_schedule)
         ema = EMAModel(params, decay=self.ema_decay) if self.ema_decay else None
-        generator = torch.Generator().manual_seed(seed)
+        # Each process draws its own batches (DDP averages their gradients).
+        generator = torch.Generator().manual_seed(seed + accelerator.process_index)
         n_train_steps = noise_scheduler.config.num_train_timesteps
         self.loss_curve_ = []
         unet.train()
         adapter.train()
-        with torch.random.fork_rng(devices=[]):
+        from tqdm import tqdm
+
+        steps = tqdm(range(self.max_steps * self.grad_accumulation), desc="stage 2 (finetuning)",
+                     unit="step", disable=not (is_verbose(self.verbose)
+                                               and accelerator.is_local_main_process))
+        with torch.random.fork_rng(devices=[]), steps:
             torch.manual_seed(seed)
-            for _ in range(self.max_steps * self.grad_accumulation):
+            for _ in steps:
                 idx = torch.randint(0, len(z), (self.batch_size,), generator=generator)
                 x0 = latents[idx].to(accelerator.device)
                 noise = torch.randn(x0.shape, generator=generator).to(x0.device)
@@ -313,7 +346,8 @@ class EEGImageGenerator(BaseEstimator):
                 if accelerator.sync_gradients:
                     if ema is not None:
                         ema.step(params)
-                    self.loss_curve_.append(float(loss.item()))
+                    self.loss_curve_.append(float(accelerator.reduce(
+                        loss.detach(), reduction="mean").item()))
         if ema is not None:
             ema.copy_to(params)
         self.unet_ = accelerator.unwrap_model(unet).eval()
@@ -335,7 +369,8 @@ class EEGImageGenerator(BaseEstimator):
             try:
                 scheduler_cls = getattr(diffusers, self.scheduler)
             except AttributeError as err:
-                raise ValueError(f"Unknown diffusers scheduler {self.scheduler!r}.") from err
+                raise ValueError(f"Unknown diffusers scheduler {self.scheduler!r}; use the "
+                                 "class name of one, e.g. 'DDIMScheduler'.") from err
             self._pipeline = StableDiffusionPipeline(
                 vae=self.vae_, text_encoder=None, tokenizer=None, unet=self.unet_,
                 scheduler=scheduler_cls.from_config(self.noise_scheduler_.config),
@@ -409,25 +444,31 @@ class EEGImageGenerator(BaseEstimator):
         """Save the adapter and finetuned U-Net weights (a few MB), not the base model.
 
         Writes ``generator.safetensors``, ``generator.json`` and the encoder
-        (``encoder/``) into the folder ``path``. The JSON names the base model
-        and stores the weights' SHA-256.
+        (``encoder/``) into the folder ``path``, all as one atomic update (see
+        ``mne_synapse.utils.save_folder``): an interrupted save leaves the
+        previous generator or the new one, never a mix. The JSON names the
+        base model and stores the weights' SHA-256, checked on load. In a
+        distributed run (``accelerate launch``) only the main process writes.
         """
+        import hashlib
+
         from safetensors.torch import save
 
         check_is_fitted(self, "unet_")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.encoder_.save(path / "encoder")
-        atomic_write(path / "generator.safetensors",
-                     lambda fid: fid.write(save(self._trained_state())))
-        params = {k: v for k, v in self.get_params(deep=False).items() if k != "encoder"}
+        if not is_main_process():
+            return Path(path)
+        weights = save(self._trained_state())
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if k not in ("encoder", "accelerator")}
         params["base_model"] = self.base_id_
         config = dict(format_version=_FORMAT_VERSION, estimator="EEGImageGenerator",
                       params=params, base_model=self.base_id_,
-                      weights_sha256=hash_file(path / "generator.safetensors"))
-        atomic_write(path / "generator.json", lambda fid: fid.write(json.dumps(config, indent=1)),
-                     mode="w")
-        return path
+                      weights_sha256=hashlib.sha256(weights).hexdigest())
+        files = {f"encoder/{name}": content
+                 for name, content in self.encoder_._saved_files().items()}
+        files.update({"generator.safetensors": weights,
+                      "generator.json": json.dumps(config, indent=1)})
+        return save_folder(path, files)
 
     @classmethod
     def load(cls, path, base_model=None, device="cpu"):
@@ -441,22 +482,52 @@ class EEGImageGenerator(BaseEstimator):
             Where the base Stable Diffusion is now (defaults to the saved name).
         device : str
             Torch device.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` is not a saved generator or the base model is missing.
+        ValueError
+            If a file is corrupt, truncated or modified (hash mismatch), or was
+            written by another format version or for another base model.
         """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from .encoder import SynapseEncoder
         from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
 
         path = Path(path)
-        if not (path / "generator.json").is_file():
-            raise FileNotFoundError(f"{path / 'generator.json'} does not exist.")
-        config = json.loads((path / "generator.json").read_text())
-        if config.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{path} was saved in format {config.get('format_version')}; "
-                             f"this version reads format {_FORMAT_VERSION}.")
+        if path.is_dir():
+            finish_interrupted_save(path)
+        for name in ("generator.json", "generator.safetensors"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path / name} does not exist; is {path} a folder "
+                                        "written by EEGImageGenerator.save?")
+        try:
+            config = json.loads((path / "generator.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path / 'generator.json'} is corrupt ({err}); save the "
+                             "generator again.") from err
+        if not isinstance(config, dict) or config.get("estimator", "EEGImageGenerator") != \
+                "EEGImageGenerator" or config.get("format_version") != _FORMAT_VERSION:
+            version = config.get("format_version") if isinstance(config, dict) else None
+            raise ValueError(f"{path} was saved in format {version}; this version reads "
+                             f"EEGImageGenerator format {_FORMAT_VERSION}: save it again "
+                             "with a matching version of mne-synapse.")
+        missing = [k for k in ("params", "base_model", "weights_sha256") if k not in config]
+        if missing:
+            raise ValueError(f"{path / 'generator.json'} lacks {missing}; save the generator "
+                             "again.")
         if hash_file(path / "generator.safetensors") != config["weights_sha256"]:
             raise ValueError(f"{path / 'generator.safetensors'} does not match its hash; "
-                             "the file is truncated or was overwritten.")
+                             "the file is truncated or was overwritten: save the generator "
+                             "again.")
+        unknown = sorted(set(config["params"]) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"{path} was saved with parameters {unknown} that this version "
+                             "of EEGImageGenerator does not have; load it with the version "
+                             "that saved it.")
         self = cls(**dict(config["params"], device=device))
         self.encoder_ = SynapseEncoder.load(path / "encoder", device=device)
         if base_model is None and config["base_model"] == "in-memory":
@@ -466,17 +537,22 @@ class EEGImageGenerator(BaseEstimator):
         n_unet_params = count_parameters(unet, trainable_only=False)
         install_eeg_processors(unet, self.n_adapt_tokens, self.adapter_scale)
         apply_recipe(unet, self.recipe)
-        state = load_file(path / "generator.safetensors")
-        unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
-        missing = set(unet_state) - set(dict(unet.named_parameters()))
-        if missing:
-            raise ValueError(f"{path} does not fit base model {base_id}: unknown "
-                             f"parameters such as {sorted(missing)[:3]}.")
-        unet.load_state_dict(unet_state, strict=False)
-        adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
-        self.adapter_ = EEGAdapter(adapter_state["proj.weight"].shape[1],
-                                   unet.config.cross_attention_dim, self.n_adapt_tokens)
-        self.adapter_.load_state_dict(adapter_state)
+        fix = ("; pass the base model it was finetuned from as base_model= (saved: "
+               f"{config['base_model']!r})")
+        try:
+            state = load_file(path / "generator.safetensors")
+            unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
+            missing = set(unet_state) - set(dict(unet.named_parameters()))
+            if missing:
+                raise ValueError(f"unknown parameters such as {sorted(missing)[:3]}")
+            unet.load_state_dict(unet_state, strict=False)
+            adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
+            self.adapter_ = EEGAdapter(adapter_state["proj.weight"].shape[1],
+                                       unet.config.cross_attention_dim, self.n_adapt_tokens)
+            self.adapter_.load_state_dict(adapter_state)
+        except (SafetensorError, RuntimeError, KeyError, ValueError) as err:
+            reason = ([""] + str(err).strip().splitlines())[-1].strip()  # torch lists all
+            raise ValueError(f"{path} does not fit base model {base_id} ({reason}){fix}.") from err
         self.unet_, self.vae_ = unet.eval(), vae.eval()
         self.noise_scheduler_, self.base_id_ = scheduler, base_id
         params = [p for p in unet.parameters() if p.requires_grad]

@@ -36,7 +36,7 @@ def _safe_torch_load(fname, what):
             "file), so it is refused for safety. Re-save it with only "
             "those types." + (f" It holds {found[1]}." if found else "")
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - torch raises many types on bad bytes
         raise ValueError(
             f"The {what} {str(fname)!r} could not be read as a torch file "
             f"({err}); is it the right file?") from err
