@@ -27,7 +27,7 @@ def main():
     machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, "
                f"torch {torch.__version__}, Python {platform.python_version()}")
-    sections = []
+    sections, total = [], time.perf_counter()
     for name, bench in [("bench_encoder", bench_encoder), ("bench_generator", bench_generator)]:
         start = time.perf_counter()
         out = io.StringIO()
@@ -38,7 +38,7 @@ def main():
         sections.append(f"## {name} ({time.perf_counter() - start:.0f} s)\n\n"
                         f"Command: `python benchmarks/{name}.py {' '.join(size)}`\n\n{text}")
     header = (f"# Benchmark results\n\nMade by `python -m benchmarks{' --full' if args.full else ''}` "
-              f"on {date.today()}; machine: {machine}.\n\n")
+              f"on {date.today()} in {time.perf_counter() - total:.0f} s; machine: {machine}.\n\n")
     Path(args.output).write_text(header + "\n".join(sections))
     print(f"wrote {args.output}")
 

@@ -210,8 +210,8 @@ def fid(real, generated, feature, name=None, batch_size=64):
     feature : torch.nn.Module | callable | ``'inception'``
         The feature extractor. A module receives float tensors (N, 3, H, W)
         in [0, 1] and returns (N, d); any other callable receives a list of
-        (H, W, 3) uint8 arrays (e.g. ``CLIPEmbedder.embed_images``).
-        ``'inception'`` is the standard extractor; it needs torch-fidelity and
+        (H, W, 3) uint8 arrays (e.g. ``CLIPEmbedder.embed_images``). A module
+        is put in eval mode. ``'inception'`` is the standard extractor; it needs torch-fidelity and
         its downloaded weights (a clear error says what is missing).
     name : str | None
         How to name the extractor in the result (default: from ``feature``).
