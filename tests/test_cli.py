@@ -174,6 +174,12 @@ def test_fit_encoder_generator_generate_evaluate(small_synthetic, tmp_path, caps
     for key in ("top1", "shuffled_control", "decoding"):
         assert 0 <= result[key] <= 1
 
+    # A split the data do not have: a one-line error naming the splits there are.
+    assert main(["generate", *common, "--generator", str(gen), "--output", str(images),
+                 "--split", "holdout"]) == 1
+    assert "no epochs in split 'holdout' (the data have ['test', 'train', 'val'])" in \
+        capsys.readouterr().err
+
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
