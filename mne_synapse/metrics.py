@@ -445,13 +445,18 @@ def n_way_top_k(proba, reference, n_way, k=1, n_repeats=50, random_state=None):
     if len(reference) != len(proba) or reference.min() < 0 or reference.max() >= n_classes:
         raise ValueError("reference must hold one class index per row of proba.")
     rng = np.random.default_rng(random_state)
-    hits = 0.0
-    for p, ref in zip(proba, reference):
-        others = np.delete(np.arange(n_classes), ref)
-        for _ in range(n_repeats):
-            rivals = p[rng.choice(others, n_way - 1, replace=False)]
-            hits += _top_k_hit(np.sum(rivals > p[ref]), np.sum(rivals == p[ref]), k)
-    return float(hits / (len(proba) * n_repeats))
+    hits = []
+    for start in range(0, len(proba), 1000):  # bounded memory: (1000, n_repeats, n_classes)
+        p, ref = proba[start:start + 1000], reference[start:start + 1000]
+        rows = np.arange(len(p))
+        # Distractors: the n_way - 1 smallest of random keys, the reference's key set to inf.
+        keys = rng.random((len(p), n_repeats, n_classes))
+        keys[rows, :, ref] = np.inf
+        rivals = np.take_along_axis(
+            p[:, None, :], np.argpartition(keys, n_way - 2, axis=2)[..., :n_way - 1], axis=2)
+        p_ref = p[rows, ref][:, None, None]
+        hits.append(_top_k_hit((rivals > p_ref).sum(2), (rivals == p_ref).sum(2), k))
+    return float(np.mean(np.concatenate(hits)))
 
 
 def _top_k_hit(n_higher, n_tied, k):

@@ -57,7 +57,7 @@ def _tsne(x, perplexity, random_state):
 
 def plot_latent_tsne(latents, labels, subjects=None, class_names=None, perplexity=30.0,
                      random_state=0, show=True):
-    """t-SNE of encoder latents coloured by class, per subject and across subjects (paper Figs. 4-5).
+    """t-SNE of encoder latents by class, per subject and across subjects (paper Figs. 4-5).
 
     Parameters
     ----------

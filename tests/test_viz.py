@@ -83,7 +83,8 @@ def test_training_curves_from_encoder_and_generator(encoder):
     assert [ax.get_title() for ax in fig.axes] == ["Stage 1 (encoder)", "Stage 2 (generator)"]
     per_step, mean = fig.axes[1].get_lines()
     np.testing.assert_allclose(per_step.get_ydata(), losses)
-    assert len(mean.get_ydata()) == 21 and mean.get_ydata()[0] == pytest.approx(np.mean(losses[:10]))
+    assert len(mean.get_ydata()) == 21
+    assert mean.get_ydata()[0] == pytest.approx(np.mean(losses[:10]))
     # skorch net, History and a plain list of losses work too.
     assert len(plot_training_curves(encoder.net_, show=False).axes) == 1
     assert len(plot_training_curves(encoder.history_, show=False).axes) == 1
