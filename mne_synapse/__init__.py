@@ -17,6 +17,7 @@ _LAZY = {
     "EEGImageGenerator": "mne_synapse.generator",
     "metrics": "mne_synapse.metrics",
     "viz": "mne_synapse.viz",
+    "evaluation": "mne_synapse.evaluation",
     "CLIPEmbedder": "mne_synapse.clip",
     "get_cache_dir": "mne_synapse.utils",
 }

@@ -1,0 +1,71 @@
+"""Leave-one-subject-out evaluation helper."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from mne_synapse.evaluation import leave_one_subject_out
+
+
+def _flat(epochs):
+    return epochs.get_data()[:, :, ::4].reshape(len(epochs), -1)
+
+
+def _linear():
+    return make_pipeline(FunctionTransformer(_flat), StandardScaler(),
+                         LogisticRegression(C=0.01, max_iter=500))
+
+
+def test_folds_are_subject_and_image_disjoint(small_synthetic):
+    epochs = small_synthetic.epochs
+    md = epochs.metadata
+    seen = []
+
+    class Spy(LogisticRegression):
+        def fit(self, X, y):
+            seen.append(("fit", len(X)))
+            return super().fit(X, y)
+
+    model = make_pipeline(FunctionTransformer(_flat), Spy(max_iter=200))
+    scores = leave_one_subject_out(model, epochs, md.label, shuffled_control=False)
+    assert sorted(scores.subject) == sorted(md.subject.unique())
+    for _, row in scores.iterrows():
+        others = md[md.subject != row.subject]
+        assert row.n_train == (others.split != "test").sum()
+        assert row.n_test == ((md.subject == row.subject) & (md.split == "test")).sum()
+    assert [n for _, n in seen] == list(scores.n_train)
+
+
+def test_scores_beat_chance_and_the_shuffled_control(small_synthetic):
+    import mne
+
+    # Class templates shared by the subjects, so that a linear model transfers.
+    md = small_synthetic.epochs.metadata
+    rng = np.random.default_rng(0)
+    templates = rng.standard_normal((md.label.max() + 1, 4, 32))
+    data = templates[md.label] + 2.0 * rng.standard_normal((len(md), 4, 32))
+    info = mne.create_info(4, 100.0, "eeg")
+    epochs = mne.EpochsArray(data, info, metadata=md, verbose=False)
+    scores = leave_one_subject_out(_linear(), epochs, epochs.metadata.label)
+    assert {"score", "chance", "shuffled"} <= set(scores.columns)
+    assert np.all((scores.chance > 0) & (scores.chance < 1))
+    assert scores.score.mean() > scores.chance.mean() + 0.1
+    assert scores.shuffled.mean() < scores.score.mean()
+
+
+def test_bad_inputs(small_synthetic):
+    epochs = small_synthetic.epochs
+    y = epochs.metadata.label
+    with pytest.raises(TypeError, match="mne.Epochs"):
+        leave_one_subject_out(_linear(), epochs.get_data(), y)
+    with pytest.raises(ValueError, match="no 'participant' column"):
+        leave_one_subject_out(_linear(), epochs, y, subject_column="participant")
+    with pytest.raises(ValueError, match="3 labels"):
+        leave_one_subject_out(_linear(), epochs, y[:3])
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        one = epochs[(epochs.metadata.subject == epochs.metadata.subject.iloc[0]).to_numpy()]
+        leave_one_subject_out(_linear(), one, one.metadata.label)
+    with pytest.raises(ValueError, match="test_split value"):
+        leave_one_subject_out(_linear(), epochs, y, test_split="holdout")
