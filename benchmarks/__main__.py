@@ -12,7 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from . import bench_encoder, bench_generator
+from . import bench_encoder, bench_generator, bench_zero_shot
 
 
 def main():
@@ -28,7 +28,8 @@ def main():
                f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, "
                f"torch {torch.__version__}, Python {platform.python_version()}")
     sections, total = [], time.perf_counter()
-    for name, bench in [("bench_encoder", bench_encoder), ("bench_generator", bench_generator)]:
+    for name, bench in [("bench_encoder", bench_encoder), ("bench_zero_shot", bench_zero_shot),
+                        ("bench_generator", bench_generator)]:
         start = time.perf_counter()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
