@@ -1,4 +1,7 @@
-"""Cross-subject evaluation: leave one subject out, with chance and a shuffled-label control."""
+"""Evaluation protocols: leave one subject out, and zero-shot retrieval on unseen concepts.
+
+Every score comes with its chance level and a shuffled control.
+"""
 
 import numpy as np
 
@@ -103,3 +106,77 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
                         f"(chance {row['chance']:.3f})")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def zero_shot(encoder, epochs, embed_images, image_column="image_path",
+              label_column="label", n_permutations=20, random_state=0):
+    """Zero-shot EEG -> image retrieval and classification (the NICE / ATM protocol).
+
+    Meant for epochs of concepts the encoder never saw in training (THINGS-EEG2's
+    200 test concepts, or held-out classes): each epoch's ``encoder.transform``
+    embedding is compared by cosine with the CLIP image embeddings of
+
+    - every distinct stimulus image in ``epochs`` (retrieval; n-way = number of
+      those images), and
+    - one prototype per class, the mean embedding of its images
+      (classification; n-way = number of classes).
+
+    Parameters
+    ----------
+    encoder : fitted transformer
+        E.g. a fitted :class:`~mne_synapse.SynapseEncoder`; its ``transform``
+        must land in the space of ``embed_images``.
+    epochs : mne.Epochs
+        Test EEG with ``image_column`` and ``label_column`` in its metadata.
+    embed_images : callable
+        Maps a list of images (paths) to an array (n_images, embed_dim), e.g.
+        ``CLIPEmbedder(...).embed_images`` of the CLIP model the encoder was
+        aligned to.
+    image_column, label_column : str
+        Metadata columns of the stimulus image and of its class.
+    n_permutations : int
+        Random pairings averaged in the shuffled-EEG control.
+    random_state : int | None
+        Seed of the control's permutations.
+
+    Returns
+    -------
+    scores : pandas.DataFrame
+        Rows ``retrieval`` and ``classification``; columns ``n_way``, ``top1``,
+        ``top5`` (NaN when n-way <= 5, where it is always 1), ``chance`` (of
+        top-1) and ``shuffled`` (top-1 with the EEG paired with other epochs'
+        stimuli).
+    """
+    import pandas as pd
+
+    from .metrics import retrieval_top_k, shuffled_control
+
+    metadata = getattr(epochs, "metadata", None)
+    for column in (image_column, label_column):
+        if metadata is None or column not in metadata:
+            raise ValueError(f"epochs.metadata has no {column!r} column; zero-shot scores "
+                             "need each epoch's stimulus image and class.")
+    paths = metadata[image_column].astype(str).to_numpy()
+    labels = metadata[label_column].to_numpy()
+    images, truth = np.unique(paths, return_inverse=True)
+    image_emb = np.asarray(embed_images(list(images)), dtype=float)
+    classes, class_truth = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("Zero-shot classification needs epochs of at least 2 classes.")
+    image_class = np.searchsorted(classes, [labels[np.flatnonzero(paths == p)[0]]
+                                            for p in images])
+    prototypes = np.stack([image_emb[image_class == c].mean(axis=0)
+                           for c in range(len(classes))])
+    z = encoder.transform(epochs)
+    rows = {}
+    for task, candidates, target in (("retrieval", image_emb, truth),
+                                     ("classification", prototypes, class_truth)):
+        top1 = retrieval_top_k(z, candidates, target, k=1)
+        top5 = (retrieval_top_k(z, candidates, target, k=5).value
+                if len(candidates) > 5 else np.nan)
+        control = shuffled_control(lambda q, t, c=candidates: retrieval_top_k(q, c, t),
+                                   z, target, n_permutations=n_permutations,
+                                   random_state=random_state)
+        rows[task] = dict(n_way=len(candidates), top1=top1.value, top5=top5,
+                          chance=top1.chance, shuffled=control)
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -69,3 +69,55 @@ def test_bad_inputs(small_synthetic):
         leave_one_subject_out(_linear(), one, one.metadata.label)
     with pytest.raises(ValueError, match="test_split value"):
         leave_one_subject_out(_linear(), epochs, y, test_split="holdout")
+
+
+class _EmbeddingEncoder:
+    """Stand-in encoder whose transform is a (noisy) embedding of each epoch's stimulus."""
+
+    def __init__(self, embed, noise, seed=0):
+        self.embed, self.noise, self.rng = embed, noise, np.random.default_rng(seed)
+
+    def transform(self, epochs):
+        z = self.embed(list(epochs.metadata.image_path))
+        return z + self.noise * self.rng.standard_normal(z.shape)
+
+
+def _embed(paths):
+    # What a CLIP image tower would give: a class direction (the class is in the
+    # synthetic file name, synth_<class>_<image>.png) plus an image-specific part.
+    def vector(path):
+        name = path.rsplit("/", 1)[-1]
+        class_vec = np.random.default_rng(int(name.split("_")[1])).standard_normal(16)
+        image_vec = np.random.default_rng(1000 + int(name.split("_")[2][:4])).standard_normal(16)
+        return class_vec + 0.3 * image_vec
+    return np.stack([vector(p) for p in paths])
+
+
+def test_zero_shot_perfect_and_random_encoders(small_synthetic):
+    from mne_synapse.evaluation import zero_shot
+
+    epochs = small_synthetic.epochs
+    n_images = epochs.metadata.image_id.nunique()
+    n_classes = epochs.metadata.label.nunique()
+    perfect = zero_shot(_EmbeddingEncoder(_embed, 0.0), epochs, _embed)
+    assert list(perfect.index) == ["retrieval", "classification"]
+    assert perfect.loc["retrieval", "n_way"] == n_images
+    assert perfect.loc["classification", "n_way"] == n_classes
+    assert perfect.loc["retrieval", "top1"] == 1.0
+    assert perfect.loc["classification", "top1"] == 1.0
+    np.testing.assert_allclose(perfect.chance, [1 / n_images, 1 / n_classes])
+    assert np.all(perfect.shuffled < 0.5)
+    noise = zero_shot(_EmbeddingEncoder(_embed, 100.0), epochs, _embed)
+    assert abs(noise.loc["retrieval", "top1"] - 1 / n_images) < 0.1
+    assert np.isnan(noise.loc["classification", "top5"])  # 5-way: top-5 is always 1
+
+
+def test_zero_shot_needs_images_and_classes(small_synthetic):
+    from mne_synapse.evaluation import zero_shot
+
+    epochs = small_synthetic.epochs
+    with pytest.raises(ValueError, match="no 'stimulus' column"):
+        zero_shot(_EmbeddingEncoder(_embed, 0.0), epochs, _embed, image_column="stimulus")
+    one = epochs[(epochs.metadata.label == 0).to_numpy()]
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        zero_shot(_EmbeddingEncoder(_embed, 0.0), one, _embed)
