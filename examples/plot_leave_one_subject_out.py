@@ -52,6 +52,8 @@ print(scores.round(3))
 # subjects, test on the ``'test'`` images of the left-out one. The splits of
 # :class:`~sklearn.model_selection.LeaveOneGroupOut` are filtered by the
 # image-disjoint ``split`` column; ``cv`` accepts any list of (train, test).
+# :func:`mne_synapse.evaluation.leave_one_subject_out` runs these folds on
+# Epochs in one call, with the chance level and a shuffled-label control.
 is_test = (md.split == "test").to_numpy()
 strict_cv = [(train[~is_test[train]], test[is_test[test]])
              for train, test in logo.split(eeg, y, groups=subjects)]
