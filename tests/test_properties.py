@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _crash import crashing_replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -140,13 +141,7 @@ def test_interrupted_save_folder_gives_old_or_new(old, new, fail_at):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "saved"
         utils.save_folder(folder, old)
-        real_replace, calls = os.replace, []
-
-        def replace(src, dst):
-            calls.append(dst)
-            if len(calls) - 1 == fail_at:
-                raise OSError("simulated crash")
-            real_replace(src, dst)
+        real_replace, replace = os.replace, crashing_replace(fail_at)
 
         utils.os.replace = replace
         try:

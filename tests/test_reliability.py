@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from _crash import crashing_replace
 
 from mne_synapse import SynapseEncoder, utils
 from mne_synapse.generator import EEGImageGenerator
@@ -84,13 +85,7 @@ def test_interrupted_encoder_save_loads_old_or_new(encoder, epochs, tmp_path, mo
     encoder.save(folder)
     new = _perturbed(encoder)
     old_z, new_z = encoder.transform(epochs[:4]), new.transform(epochs[:4])
-    real_replace, calls = os.replace, []
-
-    def replace(src, dst):
-        calls.append(dst)
-        if len(calls) - 1 == fail_at:
-            raise OSError("simulated crash")
-        real_replace(src, dst)
+    real_replace, replace = os.replace, crashing_replace(fail_at)
 
     monkeypatch.setattr(utils.os, "replace", replace)
     with pytest.raises(OSError, match="simulated crash"):
