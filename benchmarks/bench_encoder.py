@@ -83,6 +83,15 @@ def _fit_score(make_model, epochs, train, test, labels):
     return (*_scores(proba, labels[test], np.asarray(classes)), fit_time, model)
 
 
+def _ceiling(amplitudes, labels, train, test):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return model.fit(amplitudes[train], labels[train]).score(amplitudes[test], labels[test])
+
+
 def _retrieval(encoder, epochs, test, md, clip):
     """EEG -> image retrieval among the distinct test images (top-1, top-5, chance)."""
     from mne_synapse.metrics import retrieval_top_k
@@ -118,11 +127,13 @@ def main(argv=None):
     from mne_synapse.models import SynapseAutoencoder, count_parameters
 
     mne.set_log_level("WARNING")
+    amplitudes = None  # the simulation's ground truth, for the information ceiling
     if args.cvpr40:
         epochs = load_cvpr40(args.cvpr40, image_root=args.image_root, splits_fname=args.splits)
         source = f"CVPR40 file {args.cvpr40}"
     else:
-        epochs = make_synthetic().epochs
+        synthetic = make_synthetic()
+        epochs, amplitudes = synthetic.epochs, synthetic.source_amplitudes
         source = "synthetic (make_synthetic defaults)"
     md = epochs.metadata.reset_index(drop=True)
     labels = md.label.to_numpy()
@@ -206,6 +217,23 @@ def main(argv=None):
         met = ours <= 0.75 * peers[best] if setting != "loso" else ours < peers[best]
         print(f"| {setting} | {ours:.3f} | {best} ({peers[best]:.3f}) | "
               f"{ours / peers[best]:.2f} | {target}: {'met' if met else 'NOT met'} |")
+
+    if amplitudes is not None:
+        print("\nInformation ceiling: the same folds decoded from the simulation's ground-truth "
+              "source amplitudes (LogisticRegression on `source_amplitudes`: every image "
+              "effect in the EEG passes through them, before the background and sensor noise "
+              "are added; no EEG decoder should expect to beat it).\n")
+        print("| setting | ceiling top-1 | SynapseEncoder+LR | best peer | "
+              "error <= 0.75 x best peer's needs |")
+        print("|---|---|---|---|---|")
+        for setting, split_list in folds.items():
+            ceiling = np.mean([_ceiling(amplitudes, labels, train, test)
+                               for train, test in split_list])
+            peers = {n: a for (s, n), a in top1_by.items()
+                     if s == setting and not n.startswith("SynapseEncoder")}
+            best = max(peers.values())
+            print(f"| {setting} | {ceiling:.3f} | {top1_by[setting, 'SynapseEncoder+LR']:.3f} "
+                  f"| {best:.3f} | {1 - 0.75 * (1 - best):.3f} |")
 
     print("\n| setting | EEG -> image retrieval top-1 | top-5 | chance top-1 |")
     print("|---|---|---|---|")

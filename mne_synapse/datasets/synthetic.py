@@ -17,7 +17,7 @@ from ..utils import get_cache_dir, hash_params
 from . import _drawing
 
 # Bump when the simulation changes so that stale caches are not reused.
-_SIMULATION_VERSION = 1
+_SIMULATION_VERSION = 2
 _MONTAGE = "biosemi128"
 
 
@@ -43,6 +43,14 @@ class SyntheticEEGImages:
         The name of each class (e.g. ``'red circle'``).
     labels : ndarray of int, shape (n_images,)
         The class of each image.
+    source_amplitudes : ndarray, shape (n_epochs, n_sources)
+        Ground truth of the simulation: the amplitude of each stimulus-driven
+        source in each epoch (image tuning, trial-to-trial variability and
+        the subject's source gain), before projection to the scalp and the
+        background noise are added. Whatever a decoder reads from the EEG
+        about the image passes through these numbers, so a classifier on
+        them gives an information ceiling for EEG decoders (see
+        ``benchmarks/bench_encoder.py``).
     """
 
     epochs: object
@@ -51,6 +59,7 @@ class SyntheticEEGImages:
     captions: list
     class_names: list
     labels: np.ndarray
+    source_amplitudes: np.ndarray
 
 
 def _lead_fields(n_sources, rng, centre_pool):
@@ -85,7 +94,7 @@ def _pink_noise(rng, shape, sfreq):
 def _simulate_subject(
     rng, world, features, times, sfreq, snr, n_trials_per_image, ch_pos
 ):
-    """EEG of one subject for every (image, repetition), in volts."""
+    """EEG of one subject for every (image, repetition), in volts, and source amplitudes."""
     n_images = len(features)
     n_sources = len(world["latencies"])
     n_chans = len(ch_pos)
@@ -114,7 +123,8 @@ def _simulate_subject(
         - 1.5 * np.exp(-0.5 * ((times - 0.17) / 0.025) ** 2)
         + 0.8 * np.exp(-0.5 * ((times - 0.35) / 0.06) ** 2)
     )
-    sources = drive[:, :, None] * source_gain[None, :, None] * waveforms
+    amplitudes = drive * source_gain[None, :]
+    sources = amplitudes[:, :, None] * waveforms
     signal = np.einsum("cs,nst->nct", gain, sources)
     signal += np.einsum("c,t->ct", gain[:, 0] + gain[:, 1], common)[None]
     signal *= 2e-6 * snr
@@ -132,7 +142,7 @@ def _simulate_subject(
     alpha = alpha_amp * np.sin(2 * np.pi * alpha_freq * times[None] + alpha_phase)
     noise += gain[:, 0][None, :, None] * alpha[:, None, :] * 3e-6
     noise += rng.standard_normal(noise.shape) * 1e-6
-    return signal + noise, image_index
+    return signal + noise, image_index, amplitudes
 
 
 def _simulate(
@@ -177,14 +187,15 @@ def _simulate(
     )
     times = np.arange(n_times) / sfreq
 
-    data, rows = [], []
+    data, amplitudes, rows = [], [], []
     for subject in range(1, n_subjects + 1):
         subject_rng = np.random.default_rng([random_state, subject])
-        x, image_index = _simulate_subject(
+        x, image_index, amp = _simulate_subject(
             subject_rng, world, features, times, sfreq, snr, n_repetitions, ch_pos
         )
         order = subject_rng.permutation(len(image_index))  # shuffled presentation
         data.append(x[order])
+        amplitudes.append(amp[order])
         for trial, i in enumerate(image_index[order]):
             rows.append(dict(
                 subject=subject, label=int(labels[i]), class_name=class_names[labels[i]],
@@ -208,7 +219,8 @@ def _simulate(
         data, info, events=events, tmin=0.0, event_id=event_id,
         metadata=metadata, verbose=False,
     )
-    return SyntheticEEGImages(epochs, images, image_ids, captions, class_names, labels)
+    return SyntheticEEGImages(epochs, images, image_ids, captions, class_names, labels,
+                              np.concatenate(amplitudes).astype(np.float32))
 
 
 def make_synthetic(
@@ -307,7 +319,7 @@ def make_synthetic(
         return SyntheticEEGImages(
             epochs, stored["images"], stored["image_ids"].tolist(),
             stored["captions"].tolist(), stored["class_names"].tolist(),
-            stored["labels"],
+            stored["labels"], stored["source_amplitudes"],
         )
 
     mne.utils.logger.info(f"Simulating synthetic data set into {folder}")
@@ -328,7 +340,7 @@ def make_synthetic(
         np.savez(
             tmp / "images.npz", images=data.images, image_ids=np.array(data.image_ids),
             captions=np.array(data.captions), class_names=np.array(data.class_names),
-            labels=data.labels,
+            labels=data.labels, source_amplitudes=data.source_amplitudes,
         )
         if folder.exists():  # another process won the race; keep its copy
             shutil.rmtree(tmp)
