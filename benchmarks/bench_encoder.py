@@ -223,8 +223,7 @@ def main(argv=None):
               "source amplitudes (LogisticRegression on `source_amplitudes`: every image "
               "effect in the EEG passes through them, before the background and sensor noise "
               "are added; no EEG decoder should expect to beat it).\n")
-        print("| setting | ceiling top-1 | SynapseEncoder+LR | best peer | "
-              "error <= 0.75 x best peer's needs |")
+        print("| setting | ceiling top-1 | SynapseEncoder+LR | best peer | the target needs |")
         print("|---|---|---|---|---|")
         for setting, split_list in folds.items():
             ceiling = np.mean([_ceiling(amplitudes, labels, train, test)
@@ -232,8 +231,9 @@ def main(argv=None):
             peers = {n: a for (s, n), a in top1_by.items()
                      if s == setting and not n.startswith("SynapseEncoder")}
             best = max(peers.values())
+            needs = f"> {best:.3f}" if setting == "loso" else f">= {1 - 0.75 * (1 - best):.3f}"
             print(f"| {setting} | {ceiling:.3f} | {top1_by[setting, 'SynapseEncoder+LR']:.3f} "
-                  f"| {best:.3f} | {1 - 0.75 * (1 - best):.3f} |")
+                  f"| {best:.3f} | {needs} |")
 
     print("\n| setting | EEG -> image retrieval top-1 | top-5 | chance top-1 |")
     print("|---|---|---|---|")

@@ -112,7 +112,6 @@ def test_missing_model_folder_exits_1(verb, flag, tmp_path, capsys):
 
 
 def test_yaml_and_toml_configs_read_alike(tmp_path):
-    pytest.importorskip("yaml")
     (tmp_path / "c.toml").write_text('[encoder]\nlr = 0.001\nmodule_kwargs = {widths = [8, 16]}\n')
     (tmp_path / "c.yaml").write_text("encoder:\n  lr: 0.001\n  module_kwargs: {widths: [8, 16]}\n")
     assert read_config(tmp_path / "c.toml") == read_config(tmp_path / "c.yaml") == {
