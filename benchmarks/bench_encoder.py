@@ -83,15 +83,6 @@ def _fit_score(make_model, epochs, train, test, labels):
     return (*_scores(proba, labels[test], np.asarray(classes)), fit_time, model)
 
 
-def _ceiling(amplitudes, labels, train, test):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return model.fit(amplitudes[train], labels[train]).score(amplitudes[test], labels[test])
-
-
 def _retrieval(encoder, epochs, test, md, clip):
     """EEG -> image retrieval among the distinct test images (top-1, top-5, chance)."""
     from mne_synapse.metrics import retrieval_top_k
@@ -127,13 +118,13 @@ def main(argv=None):
     from mne_synapse.models import SynapseAutoencoder, count_parameters
 
     mne.set_log_level("WARNING")
-    amplitudes = None  # the simulation's ground truth, for the information ceiling
+    synthetic = None  # the simulation's ground truth gives the information ceiling
     if args.cvpr40:
         epochs = load_cvpr40(args.cvpr40, image_root=args.image_root, splits_fname=args.splits)
         source = f"CVPR40 file {args.cvpr40}"
     else:
         synthetic = make_synthetic()
-        epochs, amplitudes = synthetic.epochs, synthetic.source_amplitudes
+        epochs = synthetic.epochs
         source = "synthetic (make_synthetic defaults)"
     md = epochs.metadata.reset_index(drop=True)
     labels = md.label.to_numpy()
@@ -218,7 +209,7 @@ def main(argv=None):
         print(f"| {setting} | {ours:.3f} | {best} ({peers[best]:.3f}) | "
               f"{ours / peers[best]:.2f} | {target}: {'met' if met else 'NOT met'} |")
 
-    if amplitudes is not None:
+    if synthetic is not None:
         print("\nInformation ceiling: the same folds decoded from the simulation's ground-truth "
               "source amplitudes (LogisticRegression on `source_amplitudes`: every image "
               "effect in the EEG passes through them, before the background and sensor noise "
@@ -226,7 +217,7 @@ def main(argv=None):
         print("| setting | ceiling top-1 | SynapseEncoder+LR | best peer | the target needs |")
         print("|---|---|---|---|---|")
         for setting, split_list in folds.items():
-            ceiling = np.mean([_ceiling(amplitudes, labels, train, test)
+            ceiling = np.mean([synthetic.information_ceiling(train, test)
                                for train, test in split_list])
             peers = {n: a for (s, n), a in top1_by.items()
                      if s == setting and not n.startswith("SynapseEncoder")}

@@ -300,14 +300,7 @@ def main(argv=None):
                                         random_state=0)[1]
     # How much of the class the EEG carries at all: the simulation's source
     # amplitudes of the same epochs (no scalp noise) decoded by the same kind of model.
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    labels = md.label.to_numpy()
-    amplitudes = data.source_amplitudes
-    ceiling = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
-        amplitudes[train], labels[train]).score(amplitudes[test], labels[test])
+    ceiling = data.information_ceiling(train, test)
     ours, best = top1(proba, reference), top1(judge(oracle), reference)
     print(f"\nTarget: {n_classes}-way top-1 >= 0.9 x oracle = {0.9 * best:.3f} and >= 4 x "
           f"chance = {4 / n_classes:.3f}. SYNAPSE: {ours:.3f} = {ours / best:.2f} x oracle, "

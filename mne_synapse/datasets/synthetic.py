@@ -50,7 +50,7 @@ class SyntheticEEGImages:
         background noise are added. Whatever a decoder reads from the EEG
         about the image passes through these numbers, so a classifier on
         them gives an information ceiling for EEG decoders (see
-        ``benchmarks/bench_encoder.py``).
+        :meth:`information_ceiling`).
     """
 
     epochs: object
@@ -60,6 +60,32 @@ class SyntheticEEGImages:
     class_names: list
     labels: np.ndarray
     source_amplitudes: np.ndarray
+
+    def information_ceiling(self, train, test):
+        """Accuracy of a classifier of the class from the true source amplitudes.
+
+        No EEG decoder (and no image generated from EEG) should be expected to
+        show the class more often on the same epochs: see ``source_amplitudes``.
+
+        Parameters
+        ----------
+        train, test : array-like of int or bool
+            Epochs to fit the classifier on and to score it on.
+
+        Returns
+        -------
+        accuracy : float
+            Top-1 accuracy of a logistic regression on the standardised
+            amplitudes of the ``test`` epochs.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        labels = self.epochs.metadata["label"].to_numpy()
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        model.fit(self.source_amplitudes[train], labels[train])
+        return float(model.score(self.source_amplitudes[test], labels[test]))
 
 
 def _lead_fields(n_sources, rng, centre_pool):
