@@ -204,7 +204,7 @@ def main(argv=None):
     from mne_synapse.clip import CLIPEmbedder
     from mne_synapse.datasets import make_synthetic
     from mne_synapse.generator import EEGImageGenerator
-    from mne_synapse.tiny_sd import build_tiny_sd, build_tiny_sd_pipeline
+    from mne_synapse.miniature.tiny_sd import build_tiny_sd, build_tiny_sd_pipeline
 
     mne.set_log_level("WARNING")
     data = make_synthetic()

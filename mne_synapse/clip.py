@@ -126,7 +126,7 @@ class CLIPEmbedder:
         import torch
 
         if self.model_name == "tiny":
-            from .tiny_clip import build_tiny_clip
+            from .miniature.tiny_clip import build_tiny_clip
 
             model, tokenizer = build_tiny_clip(self.pretrained)
             image_size = model.visual.image_size

@@ -40,7 +40,7 @@ def load_base_model(base_model):
     if str(base_model) == "tiny":
         from diffusers import DDPMScheduler
 
-        from .tiny_sd import build_tiny_sd
+        from .miniature.tiny_sd import build_tiny_sd
 
         vae, unet, scheduler = build_tiny_sd("synthetic")
         return vae, unet, DDPMScheduler.from_config(scheduler.config), "tiny"

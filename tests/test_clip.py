@@ -3,7 +3,7 @@ import pytest
 
 from mne_synapse.clip import CLIPEmbedder, read_image
 from mne_synapse.datasets._drawing import class_table, draw_image, sample_image_params
-from mne_synapse.tiny_clip import CompactTokenizer, build_tiny_clip, synthetic_vocabulary
+from mne_synapse.miniature.tiny_clip import CompactTokenizer, build_tiny_clip, synthetic_vocabulary
 
 
 def test_compact_tokenizer_keeps_known_words_and_eot_last():
@@ -61,7 +61,7 @@ def test_read_image_errors(tmp_path):
 
 
 def test_missing_weights_fail_fast_with_a_hint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m mne_synapse.tiny_clip"):
+    with pytest.raises(FileNotFoundError, match="python -m mne_synapse.miniature.train_tiny_clip"):
         build_tiny_clip(tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match="Unknown CLIP model"):
         CLIPEmbedder("ViT-H-15").model

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 
 from mne_synapse.datasets._drawing import class_table, draw_image, sample_image_params
-from mne_synapse.tiny_sd import (
+from mne_synapse.miniature.tiny_sd import (
     SHIPPED_UNET,
     SHIPPED_VAE,
     build_tiny_sd,
     build_tiny_sd_pipeline,
-    caption_states,
-    class_accuracy,
     tiny_scheduler_config,
     tiny_unet_config,
     tiny_vae_config,
-    to_images,
-    to_pixels,
 )
+from mne_synapse.miniature.train_tiny_sd import caption_states, class_accuracy, to_images, to_pixels
 
 torch = pytest.importorskip("torch")
 
@@ -61,7 +58,7 @@ def test_shipped_weights_load_with_their_configs(tiny_sd):
 
 
 def test_missing_and_foreign_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m mne_synapse.tiny_sd"):
+    with pytest.raises(FileNotFoundError, match="python -m mne_synapse.miniature.train_tiny_sd"):
         build_tiny_sd(tmp_path)
     from safetensors.torch import save_file
 
@@ -103,3 +100,29 @@ def test_pipeline_generates_the_prompted_class(tiny_sd):
     uncond = pipe(prompt_embeds=torch.zeros_like(embeds[:4]), guidance_scale=1.0,
                   generator=torch.Generator().manual_seed(0), **kwargs).images
     assert np.abs(np.round(uncond * 255) - images[:4]).mean() > 10  # 47 measured
+
+
+def test_training_programs_run_as_modules():
+    import subprocess
+    import sys
+
+    for module in ("mne_synapse.miniature.train_tiny_sd", "mne_synapse.miniature.train_tiny_clip"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "--output" in out.stdout
+    assert SHIPPED_VAE.is_file() and SHIPPED_UNET.is_file()
+    assert SHIPPED_VAE.parent.name == "weights" and SHIPPED_VAE.parent.parent.name == "miniature"
+
+
+@pytest.mark.parametrize("old, new", [("tiny_sd", "miniature.tiny_sd"),
+                                      ("tiny_clip", "miniature.tiny_clip")])
+def test_old_paths_warn_and_still_work(old, new):
+    import importlib
+    import sys
+
+    sys.modules.pop(f"mne_synapse.{old}", None)
+    with pytest.warns(FutureWarning, match=f"mne_synapse.{new}"):
+        module = importlib.import_module(f"mne_synapse.{old}")
+    builder = "build_tiny_sd" if old == "tiny_sd" else "build_tiny_clip"
+    assert getattr(module, builder) is getattr(importlib.import_module(f"mne_synapse.{new}"),
+                                               builder)
