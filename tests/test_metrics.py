@@ -133,10 +133,10 @@ def test_callable_extractor_is_named(two_sets):
 
 def test_default_inception_fails_fast_and_says_why(monkeypatch, tmp_path, two_sets):
     a, b = two_sets
-    monkeypatch.setattr(metrics, "_has_torch_fidelity", lambda: False)
+    monkeypatch.setattr(metrics.images, "_has_torch_fidelity", lambda: False)
     with pytest.raises(ModuleNotFoundError, match="torch-fidelity.*nn.Module"):
         fid(a, b, "inception")
-    monkeypatch.setattr(metrics, "_has_torch_fidelity", lambda: True)
+    monkeypatch.setattr(metrics.images, "_has_torch_fidelity", lambda: True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="weights-inception.*nn.Module"):
         kid(a, b, "inception")
