@@ -5,7 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
-from mne_synapse._cli_config import data_spec, read_config
+from mne_synapse.cli._config import data_spec, read_config
 from mne_synapse.cli import main
 
 VERBS = ("info", "demo", "fit-encoder", "fit-generator", "generate", "evaluate")

@@ -157,9 +157,9 @@ def load_data(spec, verbose=None):
     spec = dict(spec)
     source = spec.pop("source")
     if source == "synthetic":
-        from .datasets import make_synthetic as reader
+        from ..datasets import make_synthetic as reader
     else:
-        from .datasets import load_cvpr40 as reader
+        from ..datasets import load_cvpr40 as reader
 
         if not Path(source).is_file():
             raise FileNotFoundError(
