@@ -74,7 +74,7 @@ def build_parser():
     for name, func, help_ in (
             ("generate", generate, "generate images from EEG and write PNG files"),
             ("evaluate", evaluate, "score images generated from held-out EEG (n-way "
-                                         "top-1, shuffled-EEG control, chance)")):
+                                   "top-1, shuffled-EEG control, chance)")):
         p = verb(name, func, help_, parents=(common, data))
         p.add_argument("--generator", required=True, help="folder written by fit-generator")
         p.add_argument("--split", help="which epochs: test (default), val, train, unassigned")
