@@ -95,6 +95,26 @@ def fit_whiteners(data, groups, shrinkage, only=None):
     return out
 
 
+def align(data, keys, whiteners, shrinkage, verbose=False):
+    """``data`` seen through the whitener of each epoch's group, as an :class:`AlignedEEG`.
+
+    Groups of ``keys`` without a whitener in ``whiteners`` (subjects not seen
+    in fit) get one fitted here, from their epochs in ``data``.
+    """
+    whiteners = dict(whiteners)
+    new = sorted(set(np.unique(keys)) - set(whiteners))
+    if new and verbose:
+        from mne.utils import logger
+
+        logger.info(f"Aligning subject(s) {new}, not seen in fit, from the "
+                    f"{int(np.isin(keys, new).sum())} epochs given.")
+    if new:
+        whiteners.update(fit_whiteners(data, keys, shrinkage, only=new))
+    names = sorted(whiteners)
+    codes = np.searchsorted(names, keys)
+    return AlignedEEG(data, np.stack([whiteners[n] for n in names]), codes)
+
+
 class RowView:
     """Rows ``index`` of ``data``, sliceable in chunks without copying the rest."""
 

@@ -7,32 +7,37 @@ and the generator that orders the batches), so a resumed run ends with the
 same weights as one that was never stopped.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from .utils import atomic_write
+from .utils import atomic_write, fingerprint
 
 _FORMAT_VERSION = 1
 FILE_NAME = "checkpoint.pt"
 
 
-def run_fingerprint(params, *arrays):
-    """SHA-256 of the parameters and data a training trajectory depends on."""
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for array in arrays:
-        if array is None:
-            digest.update(b"none")
-            continue
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.shape}{array.dtype.str}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+# Parameters a resumed run may change: they do not alter the trajectory.
+_RESUMABLE = {"max_epochs", "verbose", "device", "callbacks", "checkpoint_dir", "cache_dir"}
+
+
+def checkpoint_file(encoder, seed, shape, pair_of_epoch, unique_pairs, image_table, text_table):
+    """``(file, fingerprint)`` of the checkpoint of an encoder's training run.
+
+    The fingerprint hashes everything the trajectory depends on: the
+    parameters (but :data:`_RESUMABLE`), the seed, the signal and the CLIP
+    targets; the file lives in a sub-folder of ``checkpoint_dir`` named by it.
+    """
+    params = {k: v for k, v in encoder.get_params().items() if k not in _RESUMABLE}
+    run = fingerprint(
+        dict(params, seed=seed, shape=shape, sfreq=encoder.sfreq_, ch_names=encoder.ch_names_),
+        encoder.scale_mean_, encoder.scale_std_, pair_of_epoch, unique_pairs,
+        None if image_table is None else image_table.numpy(),
+        None if text_table is None else text_table.numpy())
+    return Path(encoder.checkpoint_dir) / run[:16] / FILE_NAME, run
 
 
 def _json_default(value):
@@ -47,7 +52,7 @@ class EpochCheckpoint(Callback):
     fname : path-like
         The checkpoint file.
     fingerprint : str
-        :func:`run_fingerprint` of the run; a checkpoint of another run is refused.
+        the :func:`checkpoint_file` fingerprint of the run; a checkpoint of another run is refused.
     generator : torch.Generator
         The generator of the training batch order.
     """

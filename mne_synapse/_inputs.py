@@ -194,6 +194,55 @@ def check_device(device):
     return dev
 
 
+# -- parameters: one wording for every estimator's checks ------------------------------
+def _is_number(value):
+    """Finite and real; bools are not numbers here."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+
+
+def check_number(value, name, interval="[0, inf)"):
+    """Raise a ValueError unless ``value`` is a finite number in ``interval`` (e.g. ``'[0, 1)'``)."""
+    low, high = (float(v) for v in interval[1:-1].split(","))
+    ok = _is_number(value) and (low <= value if interval[0] == "[" else low < value) and (
+        value <= high if interval[-1] == "]" else value < high)
+    if not ok:
+        what = "a number >= 0 and finite" if interval == "[0, inf)" else f"a number in {interval}"
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return value
+
+
+def check_int(value, name, low=1):
+    """Raise a ValueError unless ``value`` is an integer >= ``low`` (bools are not)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    return value
+
+
+def check_option(value, name, options):
+    """Raise a ValueError unless ``value`` is one of ``options``.
+
+    A dict of options (a registry such as ``PRESETS``) is named by its sorted
+    keys; a tuple is spelled out (``'a', 'b' or None``).
+    """
+    if value not in options:
+        if isinstance(options, dict):
+            allowed = f"one of {sorted(options)}"
+        else:
+            names = [repr(o) for o in options]
+            allowed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+    return value
+
+
+def check_accelerator(accelerator):
+    """Raise a TypeError unless ``accelerator`` is None or an ``accelerate.Accelerator``."""
+    if accelerator is not None and not hasattr(accelerator, "prepare"):
+        raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
+                        f"{type(accelerator).__name__}.")
+    return accelerator
+
+
 class _JoinedEpochs:
     """The parts of an Epochs object that estimators read: data, info, metadata."""
 

@@ -1,9 +1,113 @@
-"""skorch pieces of Stage-1 training (imported only when an estimator fits)."""
+"""Stage-1 training through skorch (imported only when an encoder fits or loads).
+
+:func:`train_encoder` wires a :class:`~mne_synapse.SynapseEncoder`'s
+parameters into a skorch net (loss, optimiser, callbacks, validation split,
+resumable checkpoint, accelerate) and trains it.
+"""
 
 import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.hf import AccelerateMixin
+
+from .utils import is_verbose
+
+
+def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_table, seed):
+    """Train the autoencoder of ``encoder`` (its parameters and fitted scaling) on ``data``.
+
+    Parameters
+    ----------
+    encoder : SynapseEncoder
+        Gives the parameters, ``module_kwargs_`` and ``scale_mean_``/``scale_std_``.
+    data : ndarray | LazyEEG | AlignedEEG
+        The (aligned) EEG, read a batch at a time.
+    pair_of_epoch, unique_pairs : ndarray of int
+        Each epoch's row of ``unique_pairs``, whose rows are (image row, caption row).
+    image_table, text_table : ndarray | None
+        CLIP targets by row: image embeddings and caption token states.
+    seed : int
+        Seed of weights, batches and dropout.
+
+    Returns
+    -------
+    net : SynapseNet
+        The trained net, without the CLIP tables (they are only needed to train,
+        and dropping them keeps the fitted estimator small to pickle).
+    """
+    from skorch.callbacks import EarlyStopping, GradientNormClipping
+
+    from .losses import SynapseLoss
+    from .models import SynapseAutoencoder
+
+    image_table = None if image_table is None else torch.as_tensor(image_table)
+    text_table = None if text_table is None else torch.as_tensor(text_table)
+    checkpoint = fingerprint = None
+    if encoder.checkpoint_dir is not None:
+        from ._checkpoint import EpochCheckpoint, checkpoint_file, restore
+
+        checkpoint, fingerprint = checkpoint_file(
+            encoder, seed, data.shape, pair_of_epoch, unique_pairs, image_table, text_table)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = SynapseAutoencoder.from_preset(encoder.preset, **encoder.module_kwargs_)
+        callbacks = list(encoder.callbacks or [])
+        if encoder.accelerator is None:  # else the net clips, after unscaling fp16 gradients
+            callbacks.insert(0, ("grad_clip", GradientNormClipping(encoder.grad_clip or np.inf)))
+        train_split = None
+        if encoder.validation_fraction > 0:
+            column = 0 if image_table is not None else 1  # hold out images, else captions
+            groups = unique_pairs[np.ravel(pair_of_epoch), column]
+            train_split = ImageDisjointSplit(encoder.validation_fraction, groups, seed)
+            if encoder.early_stopping:
+                callbacks.append(("early_stopping", EarlyStopping(
+                    patience=encoder.early_stopping, load_best=True)))
+        loader_rng = torch.Generator().manual_seed(seed)
+        if checkpoint is not None:
+            callbacks.append(("checkpoint", EpochCheckpoint(checkpoint, fingerprint,
+                                                            loader_rng)))
+        net_class, placement = SynapseNet, dict(device=encoder.device)
+        if encoder.accelerator is not None:  # it places and wraps (DDP) the modules itself
+            net_class, placement = AcceleratedSynapseNet, dict(
+                accelerator=encoder.accelerator, device=None, grad_clip=encoder.grad_clip)
+            if not is_verbose(encoder.verbose):  # skorch logs through any sink but print
+                placement["callbacks__print_log__sink"] = print  # even at verbose=0
+        net = net_class(
+            module, criterion=SynapseLoss,
+            criterion__recon_weight=encoder.recon_weight,
+            criterion__align_weight=encoder.align_weight,
+            criterion__contrastive_weight=encoder.contrastive_weight,
+            criterion__uncertainty_weighting=encoder.uncertainty_weighting,
+            optimizer=torch.optim.AdamW, lr=encoder.lr,
+            optimizer__weight_decay=encoder.weight_decay,
+            max_epochs=encoder.max_epochs, batch_size=encoder.batch_size,
+            iterator_train__shuffle=True,
+            iterator_train__generator=loader_rng,
+            train_split=train_split, callbacks=callbacks, **placement,
+            verbose=int(is_verbose(encoder.verbose)),
+        )
+        net.image_table_, net.text_table_ = image_table, text_table
+        net.augment_noise, net.augment_shift = encoder.augment_noise, int(encoder.augment_shift)
+        net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])
+        net.pair_text_ = torch.as_tensor(unique_pairs[:, 1])
+        net.initialize()
+        done = 0
+        if checkpoint is not None:
+            done = restore(net, checkpoint, fingerprint, loader_rng)
+            if done > encoder.max_epochs:
+                raise ValueError(
+                    f"The checkpoint in {checkpoint.parent} has trained {done} epochs, "
+                    f"more than max_epochs={encoder.max_epochs}; set max_epochs >= {done} "
+                    "or use another checkpoint_dir."
+                )
+        if done < encoder.max_epochs:
+            dataset = EEGDataset(data, encoder.scale_mean_, encoder.scale_std_,
+                                 pair_of_epoch.astype(np.int64))
+            net.partial_fit(dataset, None, epochs=encoder.max_epochs - done)
+    net.image_table_ = net.text_table_ = None
+    if train_split is not None:
+        train_split.groups = None
+    return net
 
 
 class SynapseNet(NeuralNet):

@@ -20,6 +20,8 @@ _HUB_HINT = {
 }
 # Process-wide memory cache: {(model key, kind, content hash): array}.
 _MEMORY_CACHE = {}
+# The weights each CLIP model gets when an estimator says clip_pretrained='auto'.
+DEFAULT_PRETRAINED = {"tiny": "synthetic", "ViT-H-14": "laion2b_s32b_b79k"}
 
 
 def _content_hash(array):
@@ -276,3 +278,41 @@ class CLIPEmbedder:
             return results
 
         return self._cached("text", keys, compute)
+
+
+def default_pretrained(model_name, pretrained="auto"):
+    """``pretrained``, or the default weights of ``model_name`` when it is ``'auto'``."""
+    if pretrained != "auto":
+        return pretrained
+    if model_name not in DEFAULT_PRETRAINED:
+        raise ValueError(
+            f"No default weights for CLIP model {model_name!r}; pass "
+            "clip_pretrained= (an OpenCLIP tag or a checkpoint path)."
+        )
+    return DEFAULT_PRETRAINED[model_name]
+
+
+def embed_unique(items, embed_fn):
+    """CLIP targets of a list of stimuli, each distinct one embedded once.
+
+    Parameters
+    ----------
+    items : sequence | None
+        Images (arrays or paths) or captions, one per epoch.
+    embed_fn : callable
+        ``CLIPEmbedder.embed_images`` or ``CLIPEmbedder.embed_caption_tokens``.
+
+    Returns
+    -------
+    table : ndarray | None
+        One row per distinct item (None without items).
+    index : ndarray of int, shape (n_items,)
+        The row of each item (zeros without items).
+    """
+    if items is None:
+        return None, None
+    keys = [str(v) if isinstance(v, (str, Path)) else _content_hash(read_image(v))
+            for v in items]
+    _, first, inverse = np.unique(np.asarray(keys), return_index=True, return_inverse=True)
+    table = embed_fn([items[i] for i in first])
+    return np.asarray(table, dtype=np.float32), inverse.astype(np.int64)

@@ -1,21 +1,17 @@
 """Stage 1 of SYNAPSE as a scikit-learn transformer: ``SynapseEncoder``."""
 
-import json
-from pathlib import Path
-
 import numpy as np
-from mne.utils import logger
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs
+from . import _inputs, _persistence
 from ._alignment import AlignedEEG
-from .utils import finish_interrupted_save, hash_file, is_main_process, is_verbose, save_folder
+from .utils import is_verbose
 
-_FORMAT_VERSION = 1
 # Alignment matrices are stored beside the weights under this key prefix.
 _WHITENER_PREFIX = "alignment_whitener."
-DEFAULT_CLIP_WEIGHTS = {"tiny": "synthetic", "ViT-H-14": "laion2b_s32b_b79k"}
+# Parameters that are not saved: folders of this machine, live objects.
+_NOT_SAVED = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
 
 
 class SynapseEncoder(TransformerMixin, BaseEstimator):
@@ -196,35 +192,20 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     def _validate_params(self):
         from .models import PRESETS
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}.")
-        if self.output not in ("pooled", "tokens"):
-            raise ValueError(f"output must be 'pooled' or 'tokens', got {self.output!r}.")
-        def is_number(value):  # finite and real; bools are not numbers here
-            return (isinstance(value, (int, float, np.integer, np.floating))
-                    and not isinstance(value, (bool, np.bool_)) and np.isfinite(value))
-
+        _inputs.check_option(self.preset, "preset", PRESETS)
+        _inputs.check_option(self.output, "output", ("pooled", "tokens"))
         for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
                      "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
-            value = getattr(self, name)
-            if not is_number(value) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0 and finite, got {value!r}.")
-        if self.alignment not in ("euclidean", None):
-            raise ValueError(f"alignment must be 'euclidean' or None, got {self.alignment!r}.")
-        if not is_number(self.alignment_shrinkage) or not 0 <= self.alignment_shrinkage <= 1:
-            raise ValueError(f"alignment_shrinkage must be a number in [0, 1], got "
-                             f"{self.alignment_shrinkage!r}.")
+            _inputs.check_number(getattr(self, name), name)
+        _inputs.check_option(self.alignment, "alignment", ("euclidean", None))
+        _inputs.check_number(self.alignment_shrinkage, "alignment_shrinkage", "[0, 1]")
         if not isinstance(self.subject_column, str):
             raise TypeError(f"subject_column must be a str, got {self.subject_column!r}.")
         if self.recon_weight + self.align_weight + self.contrastive_weight == 0:
             raise ValueError("At least one of the loss weights must be > 0.")
-        for name in ("max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not is_number(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be a number in [0, 1), got "
-                             f"{self.validation_fraction!r}.")
+        _inputs.check_int(self.max_epochs, "max_epochs")
+        _inputs.check_int(self.batch_size, "batch_size")
+        _inputs.check_number(self.validation_fraction, "validation_fraction", "[0, 1)")
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError("early_stopping needs validation_fraction > 0.")
         if self.checkpoint_dir is not None and not isinstance(self.random_state,
@@ -235,9 +216,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             )
         self._check_module_kwargs()
         _inputs.check_device(self.device)
-        if self.accelerator is not None and not hasattr(self.accelerator, "prepare"):
-            raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
-                            f"{type(self.accelerator).__name__}.")
+        _inputs.check_accelerator(self.accelerator)
         if self.accelerator is not None and self.checkpoint_dir is not None:
             raise ValueError("checkpoint_dir cannot be combined with accelerator yet; "
                              "pass one of them.")
@@ -263,19 +242,12 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             )
 
     def _clip(self):
-        from .clip import CLIPEmbedder
+        from .clip import CLIPEmbedder, default_pretrained
 
-        pretrained = self.clip_pretrained
-        if pretrained == "auto":
-            if self.clip_model not in DEFAULT_CLIP_WEIGHTS:
-                raise ValueError(
-                    f"No default weights for CLIP model {self.clip_model!r}; pass "
-                    "clip_pretrained= (an OpenCLIP tag or a checkpoint path)."
-                )
-            pretrained = DEFAULT_CLIP_WEIGHTS[self.clip_model]
         device = self.device if self.accelerator is None else str(self.accelerator.device)
-        return CLIPEmbedder(self.clip_model, pretrained, device=device,
-                            cache_dir=self.cache_dir)
+        return CLIPEmbedder(self.clip_model, default_pretrained(self.clip_model,
+                                                                self.clip_pretrained),
+                            device=device, cache_dir=self.cache_dir)
 
     def _scale(self, data):
         return (data - self.scale_mean_) / self.scale_std_
@@ -288,7 +260,7 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
 
     def _align(self, data, metadata, fitting=False):
         """``data`` seen through each subject's whitener (unchanged without alignment)."""
-        from ._alignment import AlignedEEG, fit_whiteners
+        from ._alignment import align, fit_whiteners
 
         if fitting:
             subjects = self._subjects(metadata)
@@ -306,16 +278,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         # uses the one whitener it learned.
         keys = (subjects if subjects is not None
                 else np.full(len(data), "" if not self.subject_aware_ else "<unknown>"))
-        whiteners = dict(self.whiteners_)
-        new = sorted(set(np.unique(keys)) - set(whiteners))
-        if new and is_verbose(self.verbose):
-            logger.info(f"Aligning subject(s) {new}, not seen in fit, from the "
-                        f"{int(np.isin(keys, new).sum())} epochs given.")
-        if new:
-            whiteners.update(fit_whiteners(data, keys, self.alignment_shrinkage, only=new))
-        names = sorted(whiteners)
-        codes = np.searchsorted(names, keys)
-        return AlignedEEG(data, np.stack([whiteners[n] for n in names]), codes)
+        return align(data, keys, self.whiteners_, self.alignment_shrinkage,
+                     is_verbose(self.verbose))
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y=None, images=None, captions=None):
@@ -345,11 +309,6 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         -------
         self : SynapseEncoder
         """
-        from skorch.callbacks import EarlyStopping, GradientNormClipping
-
-        from .losses import SynapseLoss
-        from .models import SynapseAutoencoder
-
         self._validate_params()
         data, info, metadata = _inputs.get_data(X, lazy=True)
         n_epochs, n_chans, n_times = data.shape
@@ -368,127 +327,38 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         self.sfreq_ = None if info is None else float(info["sfreq"])
         self.ch_names_ = None if info is None else list(info["ch_names"])
 
-        import torch
-
-        from ._training import AcceleratedSynapseNet, EEGDataset, ImageDisjointSplit, SynapseNet
+        from ._training import train_encoder
+        from .clip import embed_unique
 
         seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
         clip = self._clip()
-        image_table, image_idx = self._embed(images, clip.embed_images, n_epochs, torch)
-        text_table, text_idx = self._embed(captions, clip.embed_caption_tokens, n_epochs, torch)
+        image_table, image_idx = embed_unique(images, clip.embed_images)
+        text_table, text_idx = embed_unique(captions, clip.embed_caption_tokens)
+        sizes = {}
         if image_table is not None or text_table is not None:
-            n_tokens, embed_dim = clip.context_length, clip.text_width
-            if image_table is not None and clip.embed_dim != embed_dim:
+            if image_table is not None and clip.embed_dim != clip.text_width:
                 raise ValueError(
                     f"CLIP model {self.clip_model} has image embeddings of size "
-                    f"{clip.embed_dim} but text states of size {embed_dim}; "
+                    f"{clip.embed_dim} but text states of size {clip.text_width}; "
                     "SYNAPSE needs them equal (e.g. ViT-H-14: 1024 and 1024)."
                 )
-            sizes = dict(n_tokens=n_tokens, embed_dim=embed_dim)
-        else:
-            sizes = {}
-        pairs = np.stack([image_idx, text_idx], axis=1)
+            sizes = dict(n_tokens=clip.context_length, embed_dim=clip.text_width)
+        no_stimulus = np.zeros(n_epochs, dtype=np.int64)
+        pairs = np.stack([no_stimulus if image_idx is None else image_idx,
+                          no_stimulus if text_idx is None else text_idx], axis=1)
         unique_pairs, pair_of_epoch = np.unique(pairs, axis=0, return_inverse=True)
 
         # Read in chunks (the same way for arrays and lazy data, so both give
         # the same numbers); this pass also checks lazy data for NaN.
         data = self._align(data, metadata, fitting=True)
         self.scale_mean_, self.scale_std_ = _inputs.channel_stats(data)
-        checkpoint = None
-        if self.checkpoint_dir is not None:
-            from ._checkpoint import FILE_NAME, EpochCheckpoint, run_fingerprint
-
-            skip = {"max_epochs", "verbose", "device", "callbacks", "checkpoint_dir",
-                    "cache_dir"}
-            fingerprint = run_fingerprint(
-                dict({k: v for k, v in self.get_params().items() if k not in skip},
-                     seed=seed, shape=data.shape, sfreq=self.sfreq_, ch_names=self.ch_names_),
-                self.scale_mean_, self.scale_std_, pair_of_epoch, unique_pairs,
-                None if image_table is None else image_table.numpy(),
-                None if text_table is None else text_table.numpy())
-            checkpoint = Path(self.checkpoint_dir) / fingerprint[:16] / FILE_NAME
         self.module_kwargs_ = dict(n_chans=n_chans, n_times=n_times, sfreq=self.sfreq_,
                                    **sizes, **(self.module_kwargs or {}))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = SynapseAutoencoder.from_preset(self.preset, **self.module_kwargs_)
-            callbacks = list(self.callbacks or [])
-            if self.accelerator is None:  # else the net clips, after unscaling fp16 gradients
-                callbacks.insert(0, ("grad_clip", GradientNormClipping(self.grad_clip or np.inf)))
-            train_split = None
-            if self.validation_fraction > 0:
-                groups = image_idx if image_table is not None else text_idx
-                train_split = ImageDisjointSplit(self.validation_fraction, groups, seed)
-                if self.early_stopping:
-                    callbacks.append(("early_stopping", EarlyStopping(
-                        patience=self.early_stopping, load_best=True)))
-            loader_rng = torch.Generator().manual_seed(seed)
-            if checkpoint is not None:
-                callbacks.append(("checkpoint", EpochCheckpoint(checkpoint, fingerprint,
-                                                                loader_rng)))
-            net_class, placement = SynapseNet, dict(device=self.device)
-            if self.accelerator is not None:  # it places and wraps (DDP) the modules itself
-                net_class, placement = AcceleratedSynapseNet, dict(
-                    accelerator=self.accelerator, device=None, grad_clip=self.grad_clip)
-                if not is_verbose(self.verbose):  # skorch logs through any sink but print
-                    placement["callbacks__print_log__sink"] = print  # even at verbose=0
-            net = net_class(
-                module, criterion=SynapseLoss,
-                criterion__recon_weight=self.recon_weight,
-                criterion__align_weight=self.align_weight,
-                criterion__contrastive_weight=self.contrastive_weight,
-                criterion__uncertainty_weighting=self.uncertainty_weighting,
-                optimizer=torch.optim.AdamW, lr=self.lr,
-                optimizer__weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs, batch_size=self.batch_size,
-                iterator_train__shuffle=True,
-                iterator_train__generator=loader_rng,
-                train_split=train_split, callbacks=callbacks, **placement,
-                verbose=int(is_verbose(self.verbose)),
-            )
-            net.image_table_, net.text_table_ = image_table, text_table
-            net.augment_noise, net.augment_shift = self.augment_noise, int(self.augment_shift)
-            net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])
-            net.pair_text_ = torch.as_tensor(unique_pairs[:, 1])
-            net.initialize()
-            done = 0
-            if checkpoint is not None:
-                from ._checkpoint import restore
-
-                done = restore(net, checkpoint, fingerprint, loader_rng)
-                if done > self.max_epochs:
-                    raise ValueError(
-                        f"The checkpoint in {checkpoint.parent} has trained {done} epochs, "
-                        f"more than max_epochs={self.max_epochs}; set max_epochs >= {done} "
-                        "or use another checkpoint_dir."
-                    )
-            if done < self.max_epochs:
-                dataset = EEGDataset(data, self.scale_mean_, self.scale_std_,
-                                     pair_of_epoch.astype(np.int64))
-                net.partial_fit(dataset, None, epochs=self.max_epochs - done)
-        # The CLIP tables are only needed to train; dropping them keeps the
-        # fitted estimator small to pickle.
-        net.image_table_ = net.text_table_ = None
-        if train_split is not None:
-            train_split.groups = None
-        self.net_ = net
-        self.history_ = net.history
+        self.net_ = train_encoder(self, data, pair_of_epoch, unique_pairs, image_table,
+                                  text_table, seed)
+        self.history_ = self.net_.history
         self.random_state_ = seed
         return self
-
-    @staticmethod
-    def _embed(items, embed_fn, n_epochs, torch):
-        """Unique-item table of embeddings and each epoch's row in it."""
-        if items is None:
-            return None, np.zeros(n_epochs, dtype=np.int64)
-        from .clip import _content_hash, read_image
-
-        keys = [str(v) if isinstance(v, (str, Path)) else _content_hash(read_image(v))
-                for v in items]
-        _, first, inverse = np.unique(np.asarray(keys), return_index=True,
-                                      return_inverse=True)
-        table = embed_fn([items[i] for i in first])
-        return torch.as_tensor(table, dtype=torch.float32), inverse.astype(np.int64)
 
     # -- inference ---------------------------------------------------------------
     def _prepare(self, X):
@@ -553,39 +423,28 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
 
         The config stores the SHA-256 of the weights, checked on load. Both
         files are replaced as one atomic update (see
-        ``mne_synapse.utils.save_folder``): a save interrupted at any
+        ``mne_synapse._persistence.save_folder``): a save interrupted at any
         point leaves either the previous encoder or the new one, never a mix.
         In a distributed run (``accelerate launch``) only the main process
         writes; call ``accelerator.wait_for_everyone()`` before others read.
         """
         check_is_fitted(self, "net_")
-        if not is_main_process():  # in a distributed run, the main process writes
-            return Path(path)
-        return save_folder(path, self._saved_files())
+        return _persistence.save_estimator(path, self._saved_files())
 
     def _saved_files(self):
         """The files of :meth:`save`, by name (the generator saves them too)."""
-        import hashlib
-
         import torch
-        from safetensors.torch import save
 
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.module_.state_dict().items()}
+        state = dict(self.net_.module_.state_dict())
         for subject, matrix in (self.whiteners_ or {}).items():
             state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
-        weights = save(state)
-        skip = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
-        config = dict(
-            format_version=_FORMAT_VERSION, estimator="SynapseEncoder",
-            params={k: v for k, v in self.get_params().items() if k not in skip},
-            module_kwargs=self.module_kwargs_, n_chans=self.n_chans_, n_times=self.n_times_,
-            sfreq=self.sfreq_, ch_names=self.ch_names_,
+        return _persistence.estimator_files(
+            "SynapseEncoder", {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED},
+            state, module_kwargs=self.module_kwargs_, n_chans=self.n_chans_,
+            n_times=self.n_times_, sfreq=self.sfreq_, ch_names=self.ch_names_,
             subject_aware=self.subject_aware_, aligned=self.whiteners_ is not None,
             scale_mean=self.scale_mean_.ravel().tolist(),
-            scale_std=self.scale_std_.ravel().tolist(),
-            weights_sha256=hashlib.sha256(weights).hexdigest(),
-        )
-        return {"model.safetensors": weights, "config.json": json.dumps(config, indent=1)}
+            scale_std=self.scale_std_.ravel().tolist())
 
     @classmethod
     def load(cls, path, device="cpu"):
@@ -600,66 +459,23 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             differs from the one stored at save time), or was written by another
             format version or for another architecture.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from .models import SynapseAutoencoder
-
-        path = Path(path)
-        _inputs.check_device(device)
-        if path.is_dir():
-            finish_interrupted_save(path)
-        if (path / "generator.json").is_file():
-            raise ValueError(f"{path} holds an EEGImageGenerator; load it with "
-                             "EEGImageGenerator.load (its encoder is in the 'encoder' folder).")
-        for name in ("config.json", "model.safetensors"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name} does not exist; is {path} a saved encoder?")
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path / 'config.json'} is corrupt ({err}); save the encoder "
-                             "again.") from err
-        if not isinstance(config, dict):
-            raise ValueError(f"{path / 'config.json'} is not an encoder config; save the "
-                             "encoder again.")
-        if config.get("estimator") != "SynapseEncoder" or config.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{path} holds a {config.get('estimator')} saved in format "
-                f"{config.get('format_version')}; this version reads SynapseEncoder "
-                f"format {_FORMAT_VERSION}: save it again with a matching version of "
-                "mne-synapse."
-            )
-        keys = ("params", "module_kwargs", "n_chans", "n_times", "sfreq", "ch_names",
-                "scale_mean", "scale_std", "weights_sha256")
-        missing = [k for k in keys if k not in config]
-        if missing:
-            raise ValueError(f"{path / 'config.json'} lacks {missing}; save the encoder again.")
-        if hash_file(path / "model.safetensors") != config["weights_sha256"]:
-            raise ValueError(
-                f"{path / 'model.safetensors'} does not match the hash in config.json "
-                "(truncated or overwritten); save the encoder again."
-            )
-        params = dict(config["params"], device=device)
-        unknown = sorted(set(params) - set(cls().get_params()))
-        if unknown:
-            raise ValueError(f"{path} was saved with parameters {unknown} that this version "
-                             "of SynapseEncoder does not have; load it with the version "
-                             "that saved it.")
-        self = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-        try:
-            module = SynapseAutoencoder.from_preset(self.preset, **config["module_kwargs"])
-            state = load_file(path / "model.safetensors")
-            whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
-                         for k in list(state) if k.startswith(_WHITENER_PREFIX)}
-            module.load_state_dict(state)
-        except (SafetensorError, RuntimeError, TypeError, ValueError) as err:
-            reason = ([""] + str(err).strip().splitlines())[-1].strip()  # torch lists all
-            raise ValueError(f"Weights in {path} do not fit the saved architecture ({reason}); "
-                             "save the encoder again with this version.") from err
         from ._training import SynapseNet
         from .losses import SynapseLoss
+        from .models import SynapseAutoencoder
 
+        _inputs.check_device(device)
+        self, config, state = _persistence.load_estimator(
+            cls, path, device, required=("module_kwargs", "n_chans", "n_times", "sfreq",
+                                         "ch_names", "scale_mean", "scale_std"))
+        whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
+                     for k in list(state) if k.startswith(_WHITENER_PREFIX)}
+        try:
+            module = SynapseAutoencoder.from_preset(self.preset, **config["module_kwargs"])
+            module.load_state_dict(state)
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"Weights in {path} do not fit the saved architecture "
+                             f"({_persistence.mismatch_reason(err)}); save the encoder "
+                             "again with this version.") from err
         self.net_ = SynapseNet(module, criterion=SynapseLoss, device=device).initialize()
         self.n_chans_, self.n_times_ = config["n_chans"], config["n_times"]
         self.n_features_in_ = self.n_chans_ * self.n_times_

@@ -1,4 +1,4 @@
-"""Small shared helpers: cache folder, validation and atomic file writes."""
+"""Small shared helpers: cache folder, verbosity, hashing, validation, atomic writes."""
 
 import hashlib
 import json
@@ -72,18 +72,16 @@ def is_main_process():
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def hash_params(params):
-    """Stable short hash of a JSON-serialisable dict (used as a cache key)."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def hash_file(path, chunk_size=1 << 20):
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fid:
-        for chunk in iter(lambda: fid.read(chunk_size), b""):
-            digest.update(chunk)
+def fingerprint(params, *arrays):
+    """SHA-256 hex digest of a JSON-serialisable dict and arrays (cache keys, run identities)."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()
 
 
@@ -126,82 +124,6 @@ def _fsync_dir(folder):
         pass
     finally:
         os.close(fd)
-
-
-# A save of several files is committed by writing this journal; see save_folder.
-_JOURNAL = ".save-journal.json"
-_STAGED = ".staged"
-
-
-def save_folder(path, files):
-    """Write several files into a folder as one atomic update.
-
-    Each file is first written (atomically) next to its final name with a
-    ``.staged`` suffix; then a journal listing them is written atomically:
-    that is the commit point. Then the staged files are renamed over the old
-    ones and the journal is removed. A save interrupted before the commit
-    leaves the previous files untouched (the staged ones are ignored and
-    cleaned up by the next save); one interrupted after it is completed by
-    :func:`finish_interrupted_save`, which every loader calls first. Either
-    way the folder never holds a mix of old and new files once a loader has
-    looked at it.
-
-    Parameters
-    ----------
-    path : path-like
-        The folder (created if needed).
-    files : dict of str to bytes | str
-        Contents by path relative to ``path`` (sub-folders allowed).
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    _roll_forward(path)
-    # Left by a save that never committed: staged files and their temporaries.
-    for stale in [*path.rglob(f"*{_STAGED}"), *path.rglob(".*.tmp")]:
-        stale.unlink()
-    for name, content in files.items():
-        mode = "w" if isinstance(content, str) else "wb"
-        atomic_write(path / (name + _STAGED), lambda fid, c=content: fid.write(c), mode=mode)
-    atomic_write(path / _JOURNAL, lambda fid: fid.write(json.dumps(sorted(files))), mode="w")
-    _roll_forward(path)
-    return path
-
-
-def finish_interrupted_save(path):
-    """Complete a :func:`save_folder` that was interrupted after its commit point.
-
-    Loaders call this first. Returns True if there was a save to complete.
-    """
-    try:
-        return _roll_forward(Path(path))
-    except OSError as err:
-        raise ValueError(
-            f"A save into {path} was interrupted after it was committed and cannot be "
-            f"completed here ({err}); make the folder writable and load it again."
-        ) from err
-
-
-def _roll_forward(path):
-    journal = path / _JOURNAL
-    if not journal.is_file():
-        return False
-    try:
-        names = json.loads(journal.read_text())
-    except ValueError:
-        # The journal is written atomically, so it is complete or absent;
-        # an unreadable one was not written by save_folder.
-        raise ValueError(
-            f"{journal} is unreadable; delete it and the '*{_STAGED}' files next "
-            "to it to get the previously saved files back."
-        ) from None
-    for name in names:
-        staged = path / (name + _STAGED)
-        if staged.is_file():  # already renamed if a completion was interrupted too
-            os.replace(staged, path / name)
-    for folder in {(path / name).parent for name in names}:
-        _fsync_dir(folder)
-    journal.unlink()
-    return True
 
 
 def check_finite(X, name="X"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import get_cache_dir, hash_params
+from ..utils import fingerprint, get_cache_dir
 from . import _drawing
 
 # Bump when the simulation changes so that stale caches are not reused.
@@ -337,7 +337,7 @@ def make_synthetic(
         snr=float(snr), image_size=image_size, random_state=random_state,
     )
     root = Path(cache_dir) if cache_dir is not None else get_cache_dir("synthetic")
-    folder = root / hash_params(key_params)
+    folder = root / fingerprint(key_params)[:16]
     if (folder / "images.npz").exists():
         mne.utils.logger.info(f"Loading cached synthetic data set from {folder}")
         stored = np.load(folder / "images.npz", allow_pickle=False)
