@@ -8,59 +8,17 @@ diffusion loss. Sampling goes through a diffusers ``StableDiffusionPipeline``
 fed with ``prompt_embeds``, so any diffusers scheduler works.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs
-from .utils import finish_interrupted_save, hash_file, is_main_process, is_verbose, save_folder
+from . import _inputs, _persistence
+from ._finetuning import load_base_model
+from .utils import is_verbose
 
-_FORMAT_VERSION = 1
-
-
-def load_base_model(base_model):
-    """Return ``(vae, unet, noise_scheduler, base_id)`` of a Stable Diffusion model.
-
-    Parameters
-    ----------
-    base_model : str | path-like | DiffusionPipeline
-        ``'tiny'`` for the miniature world's model shipped with the package,
-        a local diffusers folder (with ``unet/``, ``vae/``, ``scheduler/``), a
-        Hugging Face hub name such as ``'stabilityai/stable-diffusion-2-1'``,
-        or a loaded pipeline (its parts are copied, never modified).
-    """
-    if all(hasattr(base_model, part) for part in ("vae", "unet", "scheduler")):
-        import copy
-
-        return (copy.deepcopy(base_model.vae), copy.deepcopy(base_model.unet),
-                copy.deepcopy(base_model.scheduler), "in-memory")
-    if str(base_model) == "tiny":
-        from diffusers import DDPMScheduler
-
-        from .miniature.tiny_sd import build_tiny_sd
-
-        vae, unet, scheduler = build_tiny_sd("synthetic")
-        return vae, unet, DDPMScheduler.from_config(scheduler.config), "tiny"
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-
-    folder = Path(str(base_model)).expanduser()
-    source = str(folder) if folder.is_dir() else str(base_model)
-    try:
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
-        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
-    except Exception as err:  # noqa: BLE001 - every loader failure means missing weights
-        raise FileNotFoundError(
-            f"Could not load Stable Diffusion {base_model!r} ({type(err).__name__}: {err}). "
-            "Offline machines need the weights on disk: on a machine with internet run "
-            f"`huggingface-cli download {base_model} --include 'unet/*' 'vae/*' "
-            "'scheduler/*'` (or `StableDiffusionPipeline.from_pretrained(...)"
-            ".save_pretrained(FOLDER)`) and pass the folder as base_model."
-        ) from err
-    return vae, unet, scheduler, source
+__all__ = ["EEGImageGenerator", "load_base_model"]
 
 
 class EEGImageGenerator(BaseEstimator):
@@ -162,23 +120,15 @@ class EEGImageGenerator(BaseEstimator):
     def _validate_params(self):
         from .models import RECIPES
 
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
+        _inputs.check_option(self.recipe, "recipe", RECIPES)
         for name in ("max_steps", "batch_size", "grad_accumulation", "n_adapt_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not 0 <= self.condition_dropout < 1:
-            raise ValueError("condition_dropout must be in [0, 1).")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError("mixed_precision must be 'no', 'fp16' or 'bf16'.")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError("ema_decay must be in (0, 1) or None.")
+            _inputs.check_int(getattr(self, name), name)
+        _inputs.check_number(self.condition_dropout, "condition_dropout", "[0, 1)")
+        _inputs.check_option(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
+        if self.ema_decay is not None:
+            _inputs.check_number(self.ema_decay, "ema_decay", "(0, 1)")
         _inputs.check_device(self.device)
-        acc = self.accelerator
-        if acc is not None and not hasattr(acc, "prepare"):
-            raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
-                            f"{type(acc).__name__}.")
+        acc = _inputs.check_accelerator(self.accelerator)
         if acc is not None and (acc.gradient_accumulation_steps != self.grad_accumulation
                                 or str(acc.mixed_precision) != self.mixed_precision):
             raise ValueError(
@@ -200,32 +150,23 @@ class EEGImageGenerator(BaseEstimator):
         except Exception:  # noqa: BLE001 - NotFittedError: fit a clone here
             return clone(encoder).fit(X, y, images=images)
 
-    def _image_size(self, vae, unet):
-        scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        return int(unet.config.sample_size) * scale
-
-    def _encode_images(self, images, vae, size, torch):
-        """VAE latents (scaled as SD does) of the stimuli, resized to ``size``."""
-        from PIL import Image
-
-        from .clip import read_image
-
-        latents = []
-        with torch.no_grad():
-            for start in range(0, len(images), 32):  # read 32 images at a time, not all
-                pixels = np.stack([
-                    np.asarray(Image.fromarray(read_image(im)).resize((size, size),
-                                                                      Image.BICUBIC))
-                    for im in images[start:start + 32]
-                ])
-                x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
-                dist = vae.encode(x.to(vae.device)).latent_dist
-                latents.append(dist.mean.cpu() * vae.config.scaling_factor)
-        return torch.cat(latents)
-
     def _context(self, z, torch):
         z = torch.as_tensor(z, device=next(self.adapter_.parameters()).device)
         return torch.cat([z, self.adapter_(z)], dim=1)
+
+    def _set_fitted(self, unet, adapter, vae, noise_scheduler, base_id, encoder,
+                    n_unet_params):
+        """The fitted attributes, the same after :meth:`fit` and :meth:`load`."""
+        from ._finetuning import image_size
+        from .models import count_parameters
+
+        self.unet_, self.adapter_, self.vae_ = unet.eval(), adapter.eval(), vae.eval()
+        self.noise_scheduler_, self.base_id_, self.encoder_ = noise_scheduler, base_id, encoder
+        self.n_trainable_params_ = count_parameters(unet) + count_parameters(adapter)
+        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
+        self.image_size_ = image_size(vae, unet)
+        self._pipeline = None
+        return self
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y=None, images=None):
@@ -246,10 +187,9 @@ class EEGImageGenerator(BaseEstimator):
         self : EEGImageGenerator
         """
         import torch
-        from accelerate import Accelerator
-        from diffusers.training_utils import EMAModel, compute_snr
 
-        from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
+        from ._finetuning import finetune, prepare_unet
+        from .models import EEGAdapter, count_parameters
 
         self._validate_params()
         data, _, metadata = _inputs.get_data(X, lazy=True)
@@ -272,93 +212,12 @@ class EEGImageGenerator(BaseEstimator):
         n_unet_params = count_parameters(unet, trainable_only=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            install_eeg_processors(unet, self.n_adapt_tokens, self.adapter_scale)
-            apply_recipe(unet, self.recipe)
+            prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
             adapter = EEGAdapter(z.shape[-1], cross_dim, self.n_adapt_tokens)
-        vae.requires_grad_(False).eval()
-        if self.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        params = [p for p in unet.parameters() if p.requires_grad] + list(adapter.parameters())
-
-        accelerator = self.accelerator
-        if accelerator is None:
-            accelerator = Accelerator(
-                cpu=self.device == "cpu", mixed_precision=self.mixed_precision,
-                gradient_accumulation_steps=self.grad_accumulation,
-            )
-        vae.to(accelerator.device)
-        latents = self._encode_images(images, vae, self._image_size(vae, unet), torch)
-        z = torch.as_tensor(z, dtype=torch.float32)
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)
-        # accelerate steps a prepared schedule once per process and optimiser step.
-        warmup = max(1, self.warmup_steps * accelerator.num_processes)
-        lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        unet, adapter, optimizer, lr_schedule = accelerator.prepare(
-            unet, adapter, optimizer, lr_schedule)
-        ema = EMAModel(params, decay=self.ema_decay) if self.ema_decay else None
-        # Each process draws its own batches (DDP averages their gradients).
-        generator = torch.Generator().manual_seed(seed + accelerator.process_index)
-        n_train_steps = noise_scheduler.config.num_train_timesteps
-        self.loss_curve_ = []
-        unet.train()
-        adapter.train()
-        from tqdm import tqdm
-
-        steps = tqdm(range(self.max_steps * self.grad_accumulation), desc="stage 2 (finetuning)",
-                     unit="step", disable=not (is_verbose(self.verbose)
-                                               and accelerator.is_local_main_process))
-        with torch.random.fork_rng(devices=[]), steps:
-            torch.manual_seed(seed)
-            for _ in steps:
-                idx = torch.randint(0, len(z), (self.batch_size,), generator=generator)
-                x0 = latents[idx].to(accelerator.device)
-                noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-                t = torch.randint(0, n_train_steps, (len(idx),), generator=generator).to(x0.device)
-                noisy = noise_scheduler.add_noise(x0, noise, t)
-                if noise_scheduler.config.prediction_type == "v_prediction":
-                    target = noise_scheduler.get_velocity(x0, noise, t)
-                else:
-                    target = noise
-                with accelerator.accumulate(unet, adapter):
-                    zb = z[idx].to(x0.device)
-                    context = torch.cat([zb, adapter(zb)], dim=1)
-                    # Condition dropout: the unconditional model of classifier-free guidance.
-                    keep = torch.rand(len(idx), generator=generator) >= self.condition_dropout
-                    context = context * keep.to(context)[:, None, None]
-                    pred = unet(noisy, t, encoder_hidden_states=context).sample
-                    loss = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
-                    if self.snr_gamma is not None:
-                        snr = compute_snr(noise_scheduler, t)
-                        weight = torch.clamp(snr, max=self.snr_gamma)
-                        if noise_scheduler.config.prediction_type == "v_prediction":
-                            weight = weight / (snr + 1)
-                        else:
-                            weight = weight / snr
-                        loss = loss * weight
-                    loss = loss.mean()
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and self.grad_clip:
-                        accelerator.clip_grad_norm_(params, self.grad_clip)
-                    optimizer.step()
-                    lr_schedule.step()
-                    optimizer.zero_grad()
-                if accelerator.sync_gradients:
-                    if ema is not None:
-                        ema.step(params)
-                    self.loss_curve_.append(float(accelerator.reduce(
-                        loss.detach(), reduction="mean").item()))
-        if ema is not None:
-            ema.copy_to(params)
-        self.unet_ = accelerator.unwrap_model(unet).eval()
-        self.adapter_ = accelerator.unwrap_model(adapter).eval()
-        self.vae_, self.noise_scheduler_, self.base_id_ = vae, noise_scheduler, base_id
-        self.encoder_ = encoder
-        self.n_trainable_params_ = int(sum(p.numel() for p in params))
-        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
-        self.image_size_ = self._image_size(vae, self.unet_)
-        self._pipeline = None
-        return self
+        unet, adapter, self.loss_curve_ = finetune(self, unet, adapter, vae, noise_scheduler, z,
+                                                   images, seed)
+        return self._set_fitted(unet, adapter, vae, noise_scheduler, base_id, encoder,
+                                n_unet_params)
 
     # -- generation ------------------------------------------------------------
     def _get_pipeline(self):
@@ -445,30 +304,21 @@ class EEGImageGenerator(BaseEstimator):
 
         Writes ``generator.safetensors``, ``generator.json`` and the encoder
         (``encoder/``) into the folder ``path``, all as one atomic update (see
-        ``mne_synapse.utils.save_folder``): an interrupted save leaves the
+        ``mne_synapse._persistence.save_folder``): an interrupted save leaves the
         previous generator or the new one, never a mix. The JSON names the
         base model and stores the weights' SHA-256, checked on load. In a
         distributed run (``accelerate launch``) only the main process writes.
         """
-        import hashlib
-
-        from safetensors.torch import save
-
         check_is_fitted(self, "unet_")
-        if not is_main_process():
-            return Path(path)
-        weights = save(self._trained_state())
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if k not in ("encoder", "accelerator")}
         params["base_model"] = self.base_id_
-        config = dict(format_version=_FORMAT_VERSION, estimator="EEGImageGenerator",
-                      params=params, base_model=self.base_id_,
-                      weights_sha256=hashlib.sha256(weights).hexdigest())
-        files = {f"encoder/{name}": content
+        files = {f"{_persistence.ENCODER_FOLDER}/{name}": content
                  for name, content in self.encoder_._saved_files().items()}
-        files.update({"generator.safetensors": weights,
-                      "generator.json": json.dumps(config, indent=1)})
-        return save_folder(path, files)
+        files.update(_persistence.estimator_files("EEGImageGenerator", params,
+                                                  self._trained_state(),
+                                                  base_model=self.base_id_))
+        return _persistence.save_estimator(path, files)
 
     @classmethod
     def load(cls, path, base_model=None, device="cpu"):
@@ -491,78 +341,36 @@ class EEGImageGenerator(BaseEstimator):
             If a file is corrupt, truncated or modified (hash mismatch), or was
             written by another format version or for another base model.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        from ._finetuning import prepare_unet
         from .encoder import SynapseEncoder
-        from .models import EEGAdapter, apply_recipe, count_parameters, install_eeg_processors
+        from .models import EEGAdapter, count_parameters
 
-        path = Path(path)
-        if path.is_dir():
-            finish_interrupted_save(path)
-        for name in ("generator.json", "generator.safetensors"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name} does not exist; is {path} a folder "
-                                        "written by EEGImageGenerator.save?")
-        try:
-            config = json.loads((path / "generator.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path / 'generator.json'} is corrupt ({err}); save the "
-                             "generator again.") from err
-        if not isinstance(config, dict) or config.get("estimator", "EEGImageGenerator") != \
-                "EEGImageGenerator" or config.get("format_version") != _FORMAT_VERSION:
-            version = config.get("format_version") if isinstance(config, dict) else None
-            raise ValueError(f"{path} was saved in format {version}; this version reads "
-                             f"EEGImageGenerator format {_FORMAT_VERSION}: save it again "
-                             "with a matching version of mne-synapse.")
-        missing = [k for k in ("params", "base_model", "weights_sha256") if k not in config]
-        if missing:
-            raise ValueError(f"{path / 'generator.json'} lacks {missing}; save the generator "
-                             "again.")
-        if hash_file(path / "generator.safetensors") != config["weights_sha256"]:
-            raise ValueError(f"{path / 'generator.safetensors'} does not match its hash; "
-                             "the file is truncated or was overwritten: save the generator "
-                             "again.")
-        unknown = sorted(set(config["params"]) - set(cls().get_params()))
-        if unknown:
-            raise ValueError(f"{path} was saved with parameters {unknown} that this version "
-                             "of EEGImageGenerator does not have; load it with the version "
-                             "that saved it.")
-        self = cls(**dict(config["params"], device=device))
-        self.encoder_ = SynapseEncoder.load(path / "encoder", device=device)
+        self, config, state = _persistence.load_estimator(cls, path, device,
+                                                          required=("base_model",))
+        encoder = SynapseEncoder.load(Path(path) / _persistence.ENCODER_FOLDER, device=device)
         if base_model is None and config["base_model"] == "in-memory":
             raise ValueError(f"{path} was finetuned from an in-memory pipeline; pass it "
                              "again as base_model=.")
         vae, unet, scheduler, base_id = load_base_model(base_model or config["base_model"])
         n_unet_params = count_parameters(unet, trainable_only=False)
-        install_eeg_processors(unet, self.n_adapt_tokens, self.adapter_scale)
-        apply_recipe(unet, self.recipe)
-        fix = ("; pass the base model it was finetuned from as base_model= (saved: "
-               f"{config['base_model']!r})")
+        prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
         try:
-            state = load_file(path / "generator.safetensors")
             unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
             missing = set(unet_state) - set(dict(unet.named_parameters()))
             if missing:
                 raise ValueError(f"unknown parameters such as {sorted(missing)[:3]}")
             unet.load_state_dict(unet_state, strict=False)
             adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
-            self.adapter_ = EEGAdapter(adapter_state["proj.weight"].shape[1],
-                                       unet.config.cross_attention_dim, self.n_adapt_tokens)
-            self.adapter_.load_state_dict(adapter_state)
-        except (SafetensorError, RuntimeError, KeyError, ValueError) as err:
-            reason = ([""] + str(err).strip().splitlines())[-1].strip()  # torch lists all
-            raise ValueError(f"{path} does not fit base model {base_id} ({reason}){fix}.") from err
-        self.unet_, self.vae_ = unet.eval(), vae.eval()
-        self.noise_scheduler_, self.base_id_ = scheduler, base_id
-        params = [p for p in unet.parameters() if p.requires_grad]
-        self.n_trainable_params_ = int(sum(p.numel() for p in params)) + count_parameters(
-            self.adapter_)
-        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
-        self.image_size_ = self._image_size(vae, unet)
+            adapter = EEGAdapter(adapter_state["proj.weight"].shape[1],
+                                 unet.config.cross_attention_dim, self.n_adapt_tokens)
+            adapter.load_state_dict(adapter_state)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise ValueError(
+                f"{path} does not fit base model {base_id} ({_persistence.mismatch_reason(err)})"
+                "; pass the base model it was finetuned from as base_model= (saved: "
+                f"{config['base_model']!r}).") from err
         self.loss_curve_ = []
-        self._pipeline = None
-        return self
+        return self._set_fitted(unet, adapter, vae, scheduler, base_id, encoder, n_unet_params)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -312,7 +312,7 @@ CASES = [
         _saved_encoder(c, t)), FileNotFoundError, "written by EEGImageGenerator.save"),
     ("generator-truncated-weights", lambda c, t: EEGImageGenerator.load(_saved_generator(
         c, t, lambda f: _truncate(f / "generator.safetensors")), base_model=c.base),
-     ValueError, "does not match its hash.*save the generator again"),
+     ValueError, "does not match the hash.*save the generator again"),
     ("generator-corrupt-config", lambda c, t: EEGImageGenerator.load(_saved_generator(
         c, t, lambda f: (f / "generator.json").write_bytes(b"\xff\xfe")), base_model=c.base),
      ValueError, "is corrupt .*save the generator again"),

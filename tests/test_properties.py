@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mne_synapse import _inputs, utils
+from mne_synapse import _inputs, _persistence, utils
 from mne_synapse.clip import read_image
 
 torch = pytest.importorskip("torch")
@@ -140,19 +140,19 @@ def test_interrupted_save_folder_gives_old_or_new(old, new, fail_at):
     """Whatever rename fails, after recovery the folder holds the old or the new files."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "saved"
-        utils.save_folder(folder, old)
+        _persistence.save_folder(folder, old)
         real_replace, replace = os.replace, crashing_replace(fail_at)
 
-        utils.os.replace = replace
+        _persistence.os.replace = replace
         try:
-            utils.save_folder(folder, new)
+            _persistence.save_folder(folder, new)
             failed = False
         except OSError:
             failed = True
         finally:
-            utils.os.replace = real_replace
+            _persistence.os.replace = real_replace
         assert failed == (fail_at < 2 * len(new) + 1)
-        utils.finish_interrupted_save(folder)
+        _persistence.finish_interrupted_save(folder)
         committed = fail_at > len(new)  # the staged files, then the journal
         expected = {**old, **new} if committed else old
         for name, content in expected.items():

@@ -106,7 +106,7 @@ def test_interrupted_encoder_save_loads_old_or_new(encoder, epochs, tmp_path, mo
 _KILLED_SAVE = """
 import os, sys, time
 from pathlib import Path
-from mne_synapse.utils import save_folder
+from mne_synapse._persistence import save_folder
 
 source, target, marker, point = sys.argv[1:]
 files = {p.name: p.read_bytes() for p in Path(source).iterdir()}

@@ -1,0 +1,196 @@
+"""Stage-2 finetuning of Stable Diffusion on EEG (imported when a generator fits or loads).
+
+:func:`load_base_model` finds the Stable Diffusion parts, :func:`prepare_unet`
+makes a U-Net read EEG (attention processors, trainable recipe) and
+:func:`finetune` runs the diffusion-loss loop of an
+:class:`~mne_synapse.EEGImageGenerator` through ``accelerate``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .utils import is_verbose
+
+
+def load_base_model(base_model):
+    """Return ``(vae, unet, noise_scheduler, base_id)`` of a Stable Diffusion model.
+
+    Parameters
+    ----------
+    base_model : str | path-like | DiffusionPipeline
+        ``'tiny'`` for the miniature world's model shipped with the package,
+        a local diffusers folder (with ``unet/``, ``vae/``, ``scheduler/``), a
+        Hugging Face hub name such as ``'stabilityai/stable-diffusion-2-1'``,
+        or a loaded pipeline (its parts are copied, never modified).
+    """
+    if all(hasattr(base_model, part) for part in ("vae", "unet", "scheduler")):
+        import copy
+
+        return (copy.deepcopy(base_model.vae), copy.deepcopy(base_model.unet),
+                copy.deepcopy(base_model.scheduler), "in-memory")
+    if str(base_model) == "tiny":
+        from diffusers import DDPMScheduler
+
+        from .miniature.tiny_sd import build_tiny_sd
+
+        vae, unet, scheduler = build_tiny_sd("synthetic")
+        return vae, unet, DDPMScheduler.from_config(scheduler.config), "tiny"
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    folder = Path(str(base_model)).expanduser()
+    source = str(folder) if folder.is_dir() else str(base_model)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+    except Exception as err:  # noqa: BLE001 - every loader failure means missing weights
+        raise FileNotFoundError(
+            f"Could not load Stable Diffusion {base_model!r} ({type(err).__name__}: {err}). "
+            "Offline machines need the weights on disk: on a machine with internet run "
+            f"`huggingface-cli download {base_model} --include 'unet/*' 'vae/*' "
+            "'scheduler/*'` (or `StableDiffusionPipeline.from_pretrained(...)"
+            ".save_pretrained(FOLDER)`) and pass the folder as base_model."
+        ) from err
+    return vae, unet, scheduler, source
+
+
+def image_size(vae, unet):
+    """Side in pixels of the images a VAE + U-Net pair generates."""
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    return int(unet.config.sample_size) * scale
+
+
+def prepare_unet(unet, n_adapt_tokens, adapter_scale, recipe):
+    """Install the EEG attention processors and mark the recipe's parameters trainable."""
+    from .models import apply_recipe, install_eeg_processors
+
+    install_eeg_processors(unet, n_adapt_tokens, adapter_scale)
+    apply_recipe(unet, recipe)
+    return unet
+
+
+def encode_images(images, vae, size):
+    """VAE latents (scaled as SD does) of the stimuli, resized to ``size``."""
+    import torch
+    from PIL import Image
+
+    from .clip import read_image
+
+    latents = []
+    with torch.no_grad():
+        for start in range(0, len(images), 32):  # read 32 images at a time, not all
+            pixels = np.stack([
+                np.asarray(Image.fromarray(read_image(im)).resize((size, size),
+                                                                  Image.BICUBIC))
+                for im in images[start:start + 32]
+            ])
+            x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+            dist = vae.encode(x.to(vae.device)).latent_dist
+            latents.append(dist.mean.cpu() * vae.config.scaling_factor)
+    return torch.cat(latents)
+
+
+def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
+    """Finetune ``unet`` (its trainable parameters) and ``adapter`` with the diffusion loss.
+
+    Parameters
+    ----------
+    estimator : EEGImageGenerator
+        Gives the training parameters (steps, batch, lr, accelerator, ...).
+    unet, adapter, vae, noise_scheduler
+        The prepared U-Net, ``f_adapt``, the frozen VAE and the training schedule.
+    z : ndarray, shape (n_epochs, n_tokens, embed_dim)
+        The encoder's latent of each epoch.
+    images : sequence
+        The stimulus of each epoch.
+    seed : int
+        Seed of batches, noise and timesteps.
+
+    Returns
+    -------
+    unet, adapter : torch modules
+        Trained, unwrapped, in eval mode (EMA weights with ``ema_decay``).
+    loss_curve : list of float
+        Loss per optimisation step (mean over processes).
+    """
+    import torch
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel, compute_snr
+    from tqdm import tqdm
+
+    vae.requires_grad_(False).eval()
+    if estimator.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    params = [p for p in unet.parameters() if p.requires_grad] + list(adapter.parameters())
+
+    accelerator = estimator.accelerator
+    if accelerator is None:
+        accelerator = Accelerator(
+            cpu=estimator.device == "cpu", mixed_precision=estimator.mixed_precision,
+            gradient_accumulation_steps=estimator.grad_accumulation,
+        )
+    vae.to(accelerator.device)
+    latents = encode_images(images, vae, image_size(vae, unet))
+    z = torch.as_tensor(z, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(params, lr=estimator.lr, weight_decay=1e-2)
+    # accelerate steps a prepared schedule once per process and optimiser step.
+    warmup = max(1, estimator.warmup_steps * accelerator.num_processes)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    unet, adapter, optimizer, lr_schedule = accelerator.prepare(
+        unet, adapter, optimizer, lr_schedule)
+    ema = EMAModel(params, decay=estimator.ema_decay) if estimator.ema_decay else None
+    # Each process draws its own batches (DDP averages their gradients).
+    rng = torch.Generator().manual_seed(seed + accelerator.process_index)
+    n_train_steps = noise_scheduler.config.num_train_timesteps
+    loss_curve = []
+    unet.train()
+    adapter.train()
+    steps = tqdm(range(estimator.max_steps * estimator.grad_accumulation),
+                 desc="stage 2 (finetuning)", unit="step",
+                 disable=not (is_verbose(estimator.verbose) and accelerator.is_local_main_process))
+    with torch.random.fork_rng(devices=[]), steps:
+        torch.manual_seed(seed)
+        for _ in steps:
+            idx = torch.randint(0, len(z), (estimator.batch_size,), generator=rng)
+            x0 = latents[idx].to(accelerator.device)
+            noise = torch.randn(x0.shape, generator=rng).to(x0.device)
+            t = torch.randint(0, n_train_steps, (len(idx),), generator=rng).to(x0.device)
+            noisy = noise_scheduler.add_noise(x0, noise, t)
+            if noise_scheduler.config.prediction_type == "v_prediction":
+                target = noise_scheduler.get_velocity(x0, noise, t)
+            else:
+                target = noise
+            with accelerator.accumulate(unet, adapter):
+                zb = z[idx].to(x0.device)
+                context = torch.cat([zb, adapter(zb)], dim=1)
+                # Condition dropout: the unconditional model of classifier-free guidance.
+                keep = torch.rand(len(idx), generator=rng) >= estimator.condition_dropout
+                context = context * keep.to(context)[:, None, None]
+                pred = unet(noisy, t, encoder_hidden_states=context).sample
+                loss = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
+                if estimator.snr_gamma is not None:
+                    snr = compute_snr(noise_scheduler, t)
+                    weight = torch.clamp(snr, max=estimator.snr_gamma)
+                    if noise_scheduler.config.prediction_type == "v_prediction":
+                        weight = weight / (snr + 1)
+                    else:
+                        weight = weight / snr
+                    loss = loss * weight
+                loss = loss.mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and estimator.grad_clip:
+                    accelerator.clip_grad_norm_(params, estimator.grad_clip)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                if ema is not None:
+                    ema.step(params)
+                loss_curve.append(float(accelerator.reduce(
+                    loss.detach(), reduction="mean").item()))
+    if ema is not None:
+        ema.copy_to(params)
+    return (accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(adapter).eval(),
+            loss_curve)
