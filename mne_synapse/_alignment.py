@@ -95,6 +95,18 @@ def fit_whiteners(data, groups, shrinkage, only=None):
     return out
 
 
+def subject_keys(subjects, n_epochs, subject_aware):
+    """The whitener key of each epoch: its subject, or one key for all.
+
+    An encoder fitted without subjects has one whitener, key ``''``. A
+    subject-aware encoder given epochs without subjects treats them as one
+    new subject, ``'<unknown>'``.
+    """
+    if subject_aware and subjects is not None:
+        return subjects
+    return np.full(n_epochs, "<unknown>" if subject_aware else "")
+
+
 def align(data, keys, whiteners, shrinkage, verbose=False):
     """``data`` seen through the whitener of each epoch's group, as an :class:`AlignedEEG`.
 

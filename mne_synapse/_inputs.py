@@ -235,6 +235,27 @@ def check_option(value, name, options):
     return value
 
 
+def check_module_kwargs(module_kwargs, module_class, from_data=()):
+    """Raise unless ``module_kwargs`` are keyword arguments of ``module_class``.
+
+    ``from_data`` names the arguments the estimator takes from the data; they
+    cannot be set by hand.
+    """
+    import inspect
+
+    if not isinstance(module_kwargs, dict):
+        raise TypeError(f"module_kwargs must be a dict or None, got "
+                        f"{type(module_kwargs).__name__}.")
+    allowed = set(inspect.signature(module_class.__init__).parameters) - {"self", *from_data}
+    unknown = sorted(set(module_kwargs) - allowed)
+    if unknown:
+        raise ValueError(
+            f"module_kwargs has unknown or data-given key(s) {unknown}; "
+            f"use {sorted(allowed)} ({sorted(from_data)} come from the data)."
+        )
+    return module_kwargs
+
+
 def check_accelerator(accelerator):
     """Raise a TypeError unless ``accelerator`` is None or an ``accelerate.Accelerator``."""
     if accelerator is not None and not hasattr(accelerator, "prepare"):

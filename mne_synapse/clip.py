@@ -292,23 +292,50 @@ def default_pretrained(model_name, pretrained="auto"):
     return DEFAULT_PRETRAINED[model_name]
 
 
-def embed_unique(items, embed_fn):
-    """CLIP targets of a list of stimuli, each distinct one embedded once.
+def clip_targets(clip, images, captions, n_epochs):
+    """The CLIP targets of Stage 1, each distinct image and caption embedded once.
 
     Parameters
     ----------
-    items : sequence | None
-        Images (arrays or paths) or captions, one per epoch.
-    embed_fn : callable
-        ``CLIPEmbedder.embed_images`` or ``CLIPEmbedder.embed_caption_tokens``.
+    clip : CLIPEmbedder
+        The CLIP model.
+    images, captions : sequence | None
+        One stimulus image (array or path) and one caption per epoch, or None
+        when the loss needs none.
+    n_epochs : int
+        The number of epochs.
 
     Returns
     -------
-    table : ndarray | None
-        One row per distinct item (None without items).
-    index : ndarray of int, shape (n_items,)
-        The row of each item (zeros without items).
+    image_table, text_table : ndarray | None
+        Image embeddings and caption token states, one row per distinct item.
+    unique_pairs : ndarray of int, shape (n_pairs, 2)
+        The distinct (image row, caption row) pairs.
+    pair_of_epoch : ndarray of int, shape (n_epochs,)
+        The pair of each epoch.
+    sizes : dict
+        ``n_tokens`` and ``embed_dim`` of the targets (empty without targets).
     """
+    image_table, image_idx = _embed_unique(images, clip.embed_images)
+    text_table, text_idx = _embed_unique(captions, clip.embed_caption_tokens)
+    sizes = {}
+    if image_table is not None or text_table is not None:
+        if image_table is not None and clip.embed_dim != clip.text_width:
+            raise ValueError(
+                f"CLIP model {clip.model_name} has image embeddings of size "
+                f"{clip.embed_dim} but text states of size {clip.text_width}; "
+                "SYNAPSE needs them equal (e.g. ViT-H-14: 1024 and 1024)."
+            )
+        sizes = dict(n_tokens=clip.context_length, embed_dim=clip.text_width)
+    none = np.zeros(n_epochs, dtype=np.int64)
+    pairs = np.stack([none if image_idx is None else image_idx,
+                      none if text_idx is None else text_idx], axis=1)
+    unique_pairs, pair_of_epoch = np.unique(pairs, axis=0, return_inverse=True)
+    return image_table, text_table, unique_pairs, pair_of_epoch, sizes
+
+
+def _embed_unique(items, embed_fn):
+    """Embeddings of the distinct ``items`` (None without items) and each item's row."""
     if items is None:
         return None, None
     keys = [str(v) if isinstance(v, (str, Path)) else _content_hash(read_image(v))

@@ -203,8 +203,8 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             raise TypeError(f"subject_column must be a str, got {self.subject_column!r}.")
         if self.recon_weight + self.align_weight + self.contrastive_weight == 0:
             raise ValueError("At least one of the loss weights must be > 0.")
-        _inputs.check_int(self.max_epochs, "max_epochs")
-        _inputs.check_int(self.batch_size, "batch_size")
+        for name in ("max_epochs", "batch_size"):
+            _inputs.check_int(getattr(self, name), name)
         _inputs.check_number(self.validation_fraction, "validation_fraction", "[0, 1)")
         if self.early_stopping is not None and self.validation_fraction == 0:
             raise ValueError("early_stopping needs validation_fraction > 0.")
@@ -214,32 +214,16 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
                 "checkpoint_dir needs an integer random_state: a run with a random "
                 f"seed cannot be continued identically (got {self.random_state!r})."
             )
-        self._check_module_kwargs()
+        if self.module_kwargs is not None:
+            from .models import SynapseAutoencoder
+
+            _inputs.check_module_kwargs(self.module_kwargs, SynapseAutoencoder,
+                                        from_data=("n_chans", "n_times", "sfreq", "chs_info"))
         _inputs.check_device(self.device)
         _inputs.check_accelerator(self.accelerator)
         if self.accelerator is not None and self.checkpoint_dir is not None:
             raise ValueError("checkpoint_dir cannot be combined with accelerator yet; "
                              "pass one of them.")
-
-    def _check_module_kwargs(self):
-        import inspect
-
-        from .models import SynapseAutoencoder
-
-        if self.module_kwargs is None:
-            return
-        if not isinstance(self.module_kwargs, dict):
-            raise TypeError(f"module_kwargs must be a dict or None, got "
-                            f"{type(self.module_kwargs).__name__}.")
-        from_data = {"n_chans", "n_times", "sfreq", "chs_info"}
-        allowed = set(inspect.signature(SynapseAutoencoder.__init__).parameters) - {
-            "self", *from_data}
-        unknown = sorted(set(self.module_kwargs) - allowed)
-        if unknown:
-            raise ValueError(
-                f"module_kwargs has unknown or data-given key(s) {unknown}; "
-                f"use {sorted(allowed)} ({sorted(from_data)} come from the data)."
-            )
 
     def _clip(self):
         from .clip import CLIPEmbedder, default_pretrained
@@ -252,34 +236,21 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
     def _scale(self, data):
         return (data - self.scale_mean_) / self.scale_std_
 
-    def _subjects(self, metadata):
-        """The subject of each epoch as str, or None if the data do not say."""
-        if metadata is None or self.subject_column not in metadata:
-            return None
-        return metadata[self.subject_column].astype(str).to_numpy()
-
     def _align(self, data, metadata, fitting=False):
         """``data`` seen through each subject's whitener (unchanged without alignment)."""
-        from ._alignment import align, fit_whiteners
+        from ._alignment import align, fit_whiteners, subject_keys
 
+        subjects = (None if metadata is None or self.subject_column not in metadata
+                    else metadata[self.subject_column].astype(str).to_numpy())
         if fitting:
-            subjects = self._subjects(metadata)
             self.subject_aware_ = subjects is not None
-            self.whiteners_ = None
-            if self.alignment is None:
-                return data
-            keys = subjects if subjects is not None else np.full(len(data), "")
-            self.whiteners_ = fit_whiteners(data, keys, self.alignment_shrinkage)
+            self.whiteners_ = None if self.alignment is None else fit_whiteners(
+                data, subject_keys(subjects, len(data), self.subject_aware_),
+                self.alignment_shrinkage)
         if self.whiteners_ is None:
             return data
-        subjects = self._subjects(metadata) if self.subject_aware_ else None
-        # Without subjects at transform time, a subject-aware encoder treats
-        # the data as one new subject; an encoder fitted without subjects
-        # uses the one whitener it learned.
-        keys = (subjects if subjects is not None
-                else np.full(len(data), "" if not self.subject_aware_ else "<unknown>"))
-        return align(data, keys, self.whiteners_, self.alignment_shrinkage,
-                     is_verbose(self.verbose))
+        return align(data, subject_keys(subjects, len(data), self.subject_aware_),
+                     self.whiteners_, self.alignment_shrinkage, is_verbose(self.verbose))
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y=None, images=None, captions=None):
@@ -328,26 +299,11 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
         self.ch_names_ = None if info is None else list(info["ch_names"])
 
         from ._training import train_encoder
-        from .clip import embed_unique
+        from .clip import clip_targets
 
         seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
-        clip = self._clip()
-        image_table, image_idx = embed_unique(images, clip.embed_images)
-        text_table, text_idx = embed_unique(captions, clip.embed_caption_tokens)
-        sizes = {}
-        if image_table is not None or text_table is not None:
-            if image_table is not None and clip.embed_dim != clip.text_width:
-                raise ValueError(
-                    f"CLIP model {self.clip_model} has image embeddings of size "
-                    f"{clip.embed_dim} but text states of size {clip.text_width}; "
-                    "SYNAPSE needs them equal (e.g. ViT-H-14: 1024 and 1024)."
-                )
-            sizes = dict(n_tokens=clip.context_length, embed_dim=clip.text_width)
-        no_stimulus = np.zeros(n_epochs, dtype=np.int64)
-        pairs = np.stack([no_stimulus if image_idx is None else image_idx,
-                          no_stimulus if text_idx is None else text_idx], axis=1)
-        unique_pairs, pair_of_epoch = np.unique(pairs, axis=0, return_inverse=True)
-
+        image_table, text_table, unique_pairs, pair_of_epoch, sizes = clip_targets(
+            self._clip(), images, captions, n_epochs)
         # Read in chunks (the same way for arrays and lazy data, so both give
         # the same numbers); this pass also checks lazy data for NaN.
         data = self._align(data, metadata, fitting=True)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mne_synapse import _inputs, _persistence, utils
+from mne_synapse import _inputs, _persistence
 from mne_synapse.clip import read_image
 
 torch = pytest.importorskip("torch")
