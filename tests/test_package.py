@@ -1,5 +1,9 @@
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 
 def _run(code):
@@ -38,3 +42,112 @@ def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MNE_SYNAPSE_CACHE", str(tmp_path / "c"))
     assert get_cache_dir("x") == tmp_path / "c" / "x"
     assert (tmp_path / "c" / "x").is_dir()
+
+
+# -- the layout's rules (see doc/method.rst, "The package") -----------------------------
+PACKAGE = Path(__file__).parents[1] / "mne_synapse"
+MAX_LINES = 450
+
+
+def _module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path):
+    """Every module ``path`` imports, at any depth of its code (absolute dotted names)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:  # `from . import _inputs` imports a module
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if _file_of(candidate) is not None else base)
+    return found
+
+
+def _file_of(module):
+    if not module.startswith("mne_synapse"):
+        return None
+    rel = Path(*module.split(".")[1:])
+    if not rel.parts:
+        return PACKAGE / "__init__.py"
+    for path in (PACKAGE / rel / "__init__.py", PACKAGE / rel.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _graph():
+    return {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _touches(imports, prefixes):
+    return sorted(m for m in imports
+                  if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+ESTIMATORS = ["mne_synapse.encoder", "mne_synapse.generator", "mne_synapse._training",
+              "mne_synapse._finetuning", "mne_synapse._persistence", "mne_synapse._checkpoint"]
+
+
+@pytest.mark.parametrize("where, forbidden", [
+    ("mne_synapse.models", ["sklearn", "skorch", "mne", "braindecode", "mne_synapse.encoder",
+                            "mne_synapse.generator", "mne_synapse.datasets",
+                            "mne_synapse.utils", "mne_synapse._persistence"]),
+    ("mne_synapse.datasets", ["mne_synapse.models", *ESTIMATORS]),
+    ("mne_synapse.metrics", ESTIMATORS),
+])
+def test_import_rules(where, forbidden):
+    """models/ is torch only; datasets/ knows no models or estimators; metrics no estimators."""
+    broken = {module: _touches(imports, forbidden) for module, imports in _graph().items()
+              if module == where or module.startswith(where + ".")}
+    assert {m: bad for m, bad in broken.items() if bad} == {}
+
+
+def test_nothing_imports_the_cli():
+    users = [m for m, imports in _graph().items()
+             if not m.startswith("mne_synapse.cli") and _touches(imports, ["mne_synapse.cli"])]
+    assert users == []
+
+
+def test_no_import_cycles():
+    graph = {m: {i for i in imports if _file_of(i) is not None}
+             for m, imports in _graph().items()}
+    state, cycles = {}, []
+
+    def visit(module, stack):
+        state[module] = "open"
+        for nxt in sorted(graph.get(module, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_library_files_are_readable_in_one_sitting():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_the_layout_shows_the_method():
+    """data -> Stage 1 -> Stage 2 -> images -> scores, in the folder listing."""
+    for name in ("datasets", "models", "miniature", "metrics", "cli", "interop"):
+        assert (PACKAGE / name / "__init__.py").is_file(), name
+    for name in ("encoder.py", "generator.py", "_persistence.py", "clip.py", "evaluation.py",
+                 "viz.py"):
+        assert (PACKAGE / name).is_file(), name
