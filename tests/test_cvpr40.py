@@ -57,10 +57,11 @@ def _write_images(root, names, every=2):
     from PIL import Image
 
     written = names[::every]
-    for name in written:
+    for k, name in enumerate(written):
         folder = root / name.split("_")[0]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (4, 4), (200, 10, 10)).save(folder / f"{name}.JPEG")
+        # Distinct pixels: the split audit tells images apart by content.
+        Image.new("RGB", (4, 4), (200, 10, 4 * k)).save(folder / f"{name}.JPEG")
     return set(written)
 
 
@@ -95,7 +96,7 @@ def test_round_trip(cvpr, tmp_path):
     md = epochs.metadata
     assert list(md.columns) == [
         "subject", "label", "wnid", "class_name", "image_id", "image_index",
-        "image_path", "split", "trial_index"]
+        "image_path", "split", "trial_index", "caption"]
     assert md["trial_index"].tolist() == kept
     split_of = {i: name for name, idx in cvpr["splits"][0].items()
                 for i in idx}
@@ -106,8 +107,10 @@ def test_round_trip(cvpr, tmp_path):
         rec = md.iloc[row]
         assert rec["subject"] == trial["subject"]
         assert rec["label"] == trial["label"]
+        # Not CVPR40's wnids, so they are their own class names.
         assert rec["wnid"] == rec["class_name"] == cvpr["labels"][
             trial["label"]]
+        assert rec["caption"] == f"a photo of a {rec['wnid']}"
         assert rec["image_index"] == trial["image"]
         name = cvpr["images"][trial["image"]]
         assert rec["image_id"] == name

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import mne
 import numpy as np
-from mne.utils import logger, verbose, warn
+from mne.utils import _check_option, logger, verbose, warn
+
+from .class_names import class_caption, cvpr40_class_name
+from .splits import audit_splits, authors_split
 
 _SPLITS = ("train", "val", "test")
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -168,7 +171,7 @@ def _find_image(image_root, name, wnid):
 @verbose
 def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
                 subjects=None, crop=(20, 460), length_range=(450, 600),
-                sfreq=1000.0, verbose=None):
+                sfreq=1000.0, split="file", random_state=0, verbose=None):
     """Load a CVPR40 (EEG-ImageNet) file as epochs with stimulus metadata.
 
     Parameters
@@ -202,6 +205,15 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
         None disables this filter.
     sfreq : float
         Sampling frequency in Hz (the file does not store it).
+    split : ``'file'`` | ``'authors'``
+        ``'file'`` (default) takes each trial's split from ``splits_fname``
+        (image-disjoint). ``'authors'`` re-splits the kept trials (those of
+        the splits file, if one is given, as in their notebook) at random
+        80/10/10 per class as the SYNAPSE authors did
+        (:func:`~mne_synapse.datasets.authors_split`): **not image-disjoint**,
+        for comparison with published numbers only.
+    random_state : int | None
+        Seed of the ``'authors'`` split.
     verbose : bool | str | int | None
         Control verbosity of the logging output (MNE style).
 
@@ -211,14 +223,18 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
         One epoch per kept trial. ``epochs.times`` are true post-onset times:
         ``tmin = crop[0] / sfreq`` (0.02 s with the default crop).
         ``epochs.metadata`` has the columns ``subject``, ``label`` (class
-        index), ``wnid``, ``class_name`` (the wnid too: the file has no
-        human-readable names), ``image_id`` (image name), ``image_index``
+        index), ``wnid``, ``class_name`` (the ImageNet class name, e.g.
+        ``'airliner'``; the wnid for classes not of CVPR40), ``image_id``
+        (image name), ``image_index``
         (index into the file's ``images``), ``image_path`` (str; missing,
         i.e. NaN or None, so test with ``.isna()``, when ``image_root`` is
         None or the image is not found), ``split``
-        (``'train'``, ``'val'``, ``'test'`` or ``'unassigned'``) and
-        ``trial_index`` (index into the file's ``dataset``). The event code
-        is ``label + 1`` and ``event_id`` maps wnid to code.
+        (``'train'``, ``'val'``, ``'test'`` or ``'unassigned'``),
+        ``trial_index`` (index into the file's ``dataset``) and ``caption``
+        (``'a photo of an airliner'``, what the estimators embed). The event
+        code is ``label + 1`` and ``event_id`` maps wnid to code. Images and
+        trials found in more than one split are logged, with a warning unless
+        ``split='authors'`` (see :func:`~mne_synapse.datasets.audit_splits`).
 
     Notes
     -----
@@ -245,13 +261,14 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
     ...                      subjects=[1, 2])  # doctest: +SKIP
     >>> train = epochs[epochs.metadata["split"] == "train"]  # doctest: +SKIP
     """
+    _check_option("split", split, ("file", "authors"))
     content = _safe_torch_load(fname, "data file")
     trials, labels, images, n_chans = _read_trials(content)
     del content
     n_total = len(trials)
-    split = (_read_splits(splits_fname, split_index, n_total)
-             if splits_fname is not None
-             else np.full(n_total, "unassigned", dtype=object))
+    assigned = (_read_splits(splits_fname, split_index, n_total)
+                if splits_fname is not None
+                else np.full(n_total, "unassigned", dtype=object))
 
     keep = list(range(n_total))
     available = sorted({t["subject"] for t in trials})
@@ -275,6 +292,10 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
                 f"(lengths are {min(lengths)} to {max(lengths)}); widen it "
                 "or pass length_range=None.")
     n_len = n_before - len(keep)
+    if split == "authors":
+        if splits_fname is not None:
+            keep = [i for i in keep if assigned[i] != "unassigned"]
+        assigned[keep] = authors_split([trials[i]["label"] for i in keep], random_state)
 
     lengths = [trials[i]["eeg"].shape[1] for i in keep]
     if crop is None:
@@ -311,12 +332,28 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
         wnid, name = labels[t["label"]], images[t["image"]]
         if root is not None and t["image"] not in paths:
             paths[t["image"]] = _find_image(root, name, wnid)
+        class_name = cvpr40_class_name(wnid)
         rows.append(dict(
             subject=t["subject"], label=t["label"], wnid=wnid,
-            class_name=wnid, image_id=name, image_index=t["image"],
-            image_path=paths.get(t["image"]), split=split[i], trial_index=i))
+            class_name=class_name, image_id=name, image_index=t["image"],
+            image_path=paths.get(t["image"]), split=assigned[i], trial_index=i,
+            caption=class_caption(class_name)))
     metadata = pd.DataFrame(rows)
 
+    epochs = make_epochs(data, metadata, labels, sfreq, start / sfreq)
+    kept_subjects = sorted(set(metadata["subject"].tolist()))
+    logger.info(
+        f"Loaded {len(keep)} of {n_total} CVPR40 trials ({n_len} dropped by "
+        f"length_range), subjects {kept_subjects}, "
+        f"{len(epochs.event_id)} classes, {stop - start} samples x {n_chans} "
+        "channels.")
+    report_leaks(epochs, metadata, split == "authors")
+    return epochs
+
+
+def make_epochs(data, metadata, wnids, sfreq, tmin):
+    """Epochs of CVPR40 trials: montage, events (``label + 1``) and metadata."""
+    n_epochs, n_chans, n_times = data.shape
     if n_chans == 128:
         montage = mne.channels.make_standard_montage("biosemi128")
         info = mne.create_info(montage.ch_names, sfreq, "eeg")
@@ -326,16 +363,20 @@ def load_cvpr40(fname, image_root=None, splits_fname=None, split_index=0,
             [f"EEG{k + 1:03d}" for k in range(n_chans)], sfreq, "eeg")
     codes = metadata["label"].to_numpy() + 1
     # Spaced sample positions keep events unique, as MNE requires.
-    events = np.column_stack([np.arange(len(keep)) * (stop - start + 1),
-                              np.zeros(len(keep), int), codes])
-    event_id = {labels[c - 1]: int(c) for c in np.unique(codes)}
-    epochs = mne.EpochsArray(data, info, events=events, tmin=start / sfreq,
-                             event_id=event_id, metadata=metadata,
-                             verbose=False)
-    kept_subjects = sorted(set(metadata["subject"].tolist()))
-    logger.info(
-        f"Loaded {len(keep)} of {n_total} CVPR40 trials ({n_len} dropped by "
-        f"length_range), subjects {kept_subjects}, "
-        f"{len(event_id)} classes, {stop - start} samples x {n_chans} "
-        "channels.")
-    return epochs
+    events = np.column_stack([np.arange(n_epochs) * (n_times + 1),
+                              np.zeros(n_epochs, int), codes])
+    event_id = {wnids[c - 1]: int(c) for c in np.unique(codes)}
+    return mne.EpochsArray(data, info, events=events, tmin=tmin,
+                           event_id=event_id, metadata=metadata, verbose=False)
+
+
+def report_leaks(X, metadata, expected):
+    """Audit the splits; warn about leaks unless the split is known to leak."""
+    if not metadata["split"].isin(_SPLITS).any():
+        return
+    leaks = audit_splits(X, metadata)
+    if len(leaks) and not expected:
+        kinds = ", ".join(f"{n} {k}(s)" for k, n in
+                          leaks["kind"].value_counts().sort_index().items())
+        warn(f"{kinds} appear in more than one split; scores on such a split "
+             "are inflated (see mne_synapse.datasets.audit_splits).")
