@@ -278,3 +278,45 @@ def test_bad_splits(cvpr, tmp_path):
                     splits_fname=_save(tmp_path / "t.pth", dict(x=1)))
     with pytest.raises(FileNotFoundError, match="splits file"):
         load_cvpr40(cvpr["fname"], splits_fname=tmp_path / "missing.pth")
+
+
+def test_class_names_authors_split_and_audit(tmp_path, caplog):
+    """Real wnids get ImageNet names and captions; the authors' split; the leak audit."""
+    cvpr = _write_cvpr40(tmp_path, n_trials=60, n_classes=3, lengths=[500] * 60)
+    content = torch.load(cvpr["fname"], weights_only=True)
+    wnids = ["n02690373", "n03590841", "n02510455"]
+    content["labels"] = wnids
+    rename = dict(zip(cvpr["labels"], wnids))
+    content["images"] = ["_".join([rename[name.split("_")[0]], name.split("_")[1]])
+                         for name in content["images"]]
+    fname = _save(tmp_path / "real.pth", content)
+    epochs = load_cvpr40(fname, splits_fname=cvpr["splits_fname"])
+    md = epochs.metadata
+    names = {"n02690373": "airliner", "n03590841": "jack-o'-lantern",
+             "n02510455": "giant panda"}
+    assert md["class_name"].tolist() == [names[w] for w in md["wnid"]]
+    assert set(md["caption"]) == {"a photo of an airliner", "a photo of a jack-o'-lantern",
+                                  "a photo of a giant panda"}
+
+    from mne_synapse.datasets import audit_splits, authors_split
+
+    assert audit_splits(epochs).empty  # the image-disjoint file split is clean
+    authors = load_cvpr40(fname, split="authors", random_state=1)  # no warning
+    assert authors.metadata["split"].tolist() == authors_split(md["label"], 1).tolist()
+    # With a splits file, only its trials are re-split (as in the authors' notebook).
+    pooled = load_cvpr40(fname, splits_fname=cvpr["splits_fname"], split="authors")
+    assert pooled.metadata["trial_index"].tolist() == md.loc[
+        md["split"] != "unassigned", "trial_index"].tolist()
+    leaks = audit_splits(authors)
+    assert len(leaks) and set(leaks["kind"]) == {"image"}
+    # A splits file that puts trials of one image in training and test.
+    first = [i for i, t in enumerate(content["dataset"]) if t["image"] == 0]
+    assert len(first) > 1
+    leaky = _save(tmp_path / "leaky.pth", dict(splits=[dict(
+        train=first[:1], val=[], test=first[1:])]))
+    caplog.set_level(logging.INFO, logger="mne")
+    with pytest.warns(RuntimeWarning, match=r"1 image\(s\) appear in more than one split"):
+        load_cvpr40(fname, splits_fname=leaky, verbose="info")
+    assert "Split audit: 1 image(s) in more than one split (train/test)" in caplog.text
+    with pytest.raises(ValueError, match="Invalid value for the 'split' parameter"):
+        load_cvpr40(fname, split="random")
