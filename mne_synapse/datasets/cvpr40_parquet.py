@@ -206,6 +206,10 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
 
     Notes
     -----
+    Without ``lazy``, the EEG is float64 in memory: the whole release (about
+    12,000 trials) takes about 5.4 GB; select ``subjects`` or pass
+    ``lazy=True`` to hold less.
+
     Nothing half-written is left in the cache: images are staged and moved
     into place only once every shard has been read, and the lazy EEG is
     renamed into place when complete.
