@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from .utils import _fsync_dir, atomic_write, is_main_process
+from .utils import _fsync_dir, atomic_write, hash_file, is_main_process
 
 FORMAT_VERSION = 1
 # (config, weights) file names and the word users know each estimator by.
@@ -132,15 +132,6 @@ def load_estimator(cls, path, device, required=()):
 def mismatch_reason(err):
     """The last line of a weights-loading error (torch lists every key before it)."""
     return ([""] + str(err).strip().splitlines())[-1].strip()
-
-
-def hash_file(path, chunk_size=1 << 20):
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fid:
-        for chunk in iter(lambda: fid.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # A save of several files is committed by writing this journal; see save_folder.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mne.utils import logger, verbose
 
-from .utils import atomic_write, get_cache_dir, hash_file, hash_params, is_verbose
+from .utils import atomic_write, fingerprint, get_cache_dir, hash_file, is_verbose
 
 AUTHORS_CAPTIONER = "Salesforce/blip2-flan-t5-xl"
 
@@ -126,7 +126,7 @@ def caption_images(images, model=AUTHORS_CAPTIONER, batch_size=8, num_beams=3,
     keys = [_image_key(image) for image in images]
     settings = dict(model=_model_key(model), num_beams=int(num_beams),
                     max_new_tokens=int(max_new_tokens))
-    folder = get_cache_dir("captions") / hash_params(settings) if cache else None
+    folder = get_cache_dir("captions") / fingerprint(settings)[:16] if cache else None
     found = {}
     for key in dict.fromkeys(keys):
         if folder is not None and (folder / f"{key}.txt").is_file():

@@ -137,3 +137,12 @@ def check_finite(X, name="X"):
             "raw.interpolate_bads())."
         )
     return X
+
+
+def hash_file(path, chunk_size=1 << 20):
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fid:
+        for chunk in iter(lambda: fid.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
