@@ -1,1 +1,12 @@
-"""Bridges to other people's files: the authors' checkpoints -> ours, export to stock diffusers."""
+"""Bridges to other people's files: the authors' checkpoints -> ours, export to stock diffusers.
+
+- :func:`~mne_synapse.interop.official.load_official_stage1` reads the authors'
+  (CVMILab-CUK/synapse) Stage-1 files (the released ``EEGEncoder_BLIP2_*.pth``
+  encoder, or their trainer's autoencoder checkpoint) into
+  :class:`~mne_synapse.models.official_autoencoder.OfficialEncoder` /
+  :class:`~mne_synapse.models.official_autoencoder.OfficialAutoencoder`,
+  strictly: every missing, unexpected or mis-shaped parameter is named.
+
+Their files are read with ``torch.load(weights_only=True)``: tensors and plain
+containers only, never arbitrary Python objects.
+"""
