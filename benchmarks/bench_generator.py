@@ -325,7 +325,7 @@ def main(argv=None):
     # generate() overhead: the same U-Net, context, steps, batch, through a bare pipeline.
     batch = epochs[test[:16]]
     z = encoder.latent(batch)
-    ctx = gen._context(z, torch).detach()
+    ctx, negative = (c.detach() for c in gen._contexts(z, torch))
     bare = gen._get_pipeline()
     timings = {"EEGImageGenerator.generate": [], "bare diffusers pipeline": []}
     for _ in range(3):
@@ -334,7 +334,7 @@ def main(argv=None):
         timings["EEGImageGenerator.generate"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         with torch.no_grad():
-            bare(prompt_embeds=ctx, negative_prompt_embeds=torch.zeros_like(ctx),
+            bare(prompt_embeds=ctx, negative_prompt_embeds=negative,
                  num_inference_steps=args.inference_steps, guidance_scale=gen.guidance_scale,
                  height=32, width=32, generator=torch.Generator().manual_seed(0))
         timings["bare diffusers pipeline"].append(time.perf_counter() - t0)

@@ -70,6 +70,47 @@ def prepare_unet(unet, n_adapt_tokens, adapter_scale, recipe):
     return unet
 
 
+# What classifier-free guidance calls "no condition" (see eeg_context).
+UNCONDITIONAL_CONTEXTS = ("zeros", "zero_latent")
+
+
+def eeg_context(adapter, z, unconditional_context="zeros", drop=None):
+    """The U-Net context ``[Z_latent, f_adapt(Z_latent)]``, with some rows unconditional.
+
+    Parameters
+    ----------
+    adapter : EEGAdapter
+        ``f_adapt``.
+    z : torch.Tensor, shape (batch, n_tokens, embed_dim)
+        ``Z_latent`` of each row.
+    unconditional_context : ``'zeros'`` | ``'zero_latent'``
+        What an unconditional row is: ``'zeros'``, every token of the
+        context zero; ``'zero_latent'``, ``Z_latent`` zeroed *before* the
+        adapter, so ``[0, f_adapt(0)]`` (the authors' code, in condition
+        dropout and in sampling; also what a stock diffusers IP-Adapter reads
+        for a zero image embedding).
+    drop : torch.Tensor of bool, shape (batch,) | None
+        The rows made unconditional (condition dropout; all of them for the
+        negative context of guidance). None keeps every row.
+
+    Returns
+    -------
+    context : torch.Tensor, shape (batch, n_tokens + n_adapt_tokens, dim)
+    """
+    import torch
+
+    from ._inputs import check_option
+
+    check_option(unconditional_context, "unconditional_context", UNCONDITIONAL_CONTEXTS)
+    if drop is None:
+        return torch.cat([z, adapter(z)], dim=1)
+    keep = (~drop).to(z)[:, None, None]
+    if unconditional_context == "zero_latent":
+        z = z * keep
+        return torch.cat([z, adapter(z)], dim=1)
+    return torch.cat([z, adapter(z)], dim=1) * keep
+
+
 def encode_images(images, vae, size):
     """VAE latents (scaled as SD does) of the stimuli, resized to ``size``."""
     import torch
@@ -163,11 +204,10 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
             else:
                 target = noise
             with accelerator.accumulate(unet, adapter):
-                zb = z[idx].to(x0.device)
-                context = torch.cat([zb, adapter(zb)], dim=1)
                 # Condition dropout: the unconditional model of classifier-free guidance.
-                keep = torch.rand(len(idx), generator=rng) >= estimator.condition_dropout
-                context = context * keep.to(context)[:, None, None]
+                drop = torch.rand(len(idx), generator=rng) < estimator.condition_dropout
+                context = eeg_context(adapter, z[idx].to(x0.device),
+                                      estimator.unconditional_context, drop.to(x0.device))
                 pred = unet(noisy, t, encoder_hidden_states=context).sample
                 loss = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
                 if estimator.snr_gamma is not None:

@@ -42,8 +42,16 @@ class EEGImageGenerator(BaseEstimator):
     snr_gamma : float | None
         Min-SNR loss weighting (paper: 0.5 for v-prediction); None disables it.
     condition_dropout : float
-        Probability of replacing a context by zeros, so that classifier-free
-        guidance has an unconditional model.
+        Probability of replacing a context by the unconditional one while
+        finetuning, so that classifier-free guidance has an unconditional
+        model (the authors' ``cfg_scale`` key in ``Train_LDM.json`` is this
+        probability, 0.1).
+    unconditional_context : ``'zeros'`` | ``'zero_latent'``
+        The unconditional context, of condition dropout and of guidance's
+        negative branch alike: ``'zeros'``, all tokens zero; ``'zero_latent'``,
+        ``Z_latent`` zeroed before the adapter, i.e. ``[0, f_adapt(0)]``, as
+        the authors' trainer and pipeline do (and a stock diffusers
+        IP-Adapter with a zero image embedding).
     ema_decay : float | None
         Exponential moving average of the trained weights (e.g. 0.999).
     mixed_precision : ``'no'`` | ``'fp16'`` | ``'bf16'``
@@ -88,7 +96,7 @@ class EEGImageGenerator(BaseEstimator):
     def __init__(self, encoder=None, base_model="tiny", recipe="paper", n_adapt_tokens=4,
                  adapter_scale=1.0, max_steps=300, batch_size=8, grad_accumulation=1,
                  lr=1e-4, warmup_steps=20, grad_clip=1.0, snr_gamma=5.0,
-                 condition_dropout=0.1, ema_decay=None, mixed_precision="no",
+                 condition_dropout=0.1, unconditional_context="zeros", ema_decay=None, mixed_precision="no",
                  gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
                  scheduler="DDIMScheduler", device="cpu", accelerator=None, random_state=None,
                  verbose=None):
@@ -105,6 +113,7 @@ class EEGImageGenerator(BaseEstimator):
         self.grad_clip = grad_clip
         self.snr_gamma = snr_gamma
         self.condition_dropout = condition_dropout
+        self.unconditional_context = unconditional_context
         self.ema_decay = ema_decay
         self.mixed_precision = mixed_precision
         self.gradient_checkpointing = gradient_checkpointing
@@ -118,9 +127,12 @@ class EEGImageGenerator(BaseEstimator):
 
     # -- helpers -------------------------------------------------------------
     def _validate_params(self):
+        from ._finetuning import UNCONDITIONAL_CONTEXTS
         from .models import RECIPES
 
         _inputs.check_option(self.recipe, "recipe", RECIPES)
+        _inputs.check_option(self.unconditional_context, "unconditional_context",
+                             UNCONDITIONAL_CONTEXTS)
         for name in ("max_steps", "batch_size", "grad_accumulation", "n_adapt_tokens"):
             _inputs.check_int(getattr(self, name), name)
         _inputs.check_number(self.condition_dropout, "condition_dropout", "[0, 1)")
@@ -150,9 +162,14 @@ class EEGImageGenerator(BaseEstimator):
         except Exception:  # noqa: BLE001 - NotFittedError: fit a clone here
             return clone(encoder).fit(X, y, images=images)
 
-    def _context(self, z, torch):
+    def _contexts(self, z, torch):
+        """The context of each row of ``z`` and the unconditional one (guidance's negative)."""
+        from ._finetuning import eeg_context
+
         z = torch.as_tensor(z, device=next(self.adapter_.parameters()).device)
-        return torch.cat([z, self.adapter_(z)], dim=1)
+        drop = torch.ones(len(z), dtype=torch.bool, device=z.device)
+        return (eeg_context(self.adapter_, z), eeg_context(self.adapter_, z,
+                                                          self.unconditional_context, drop))
 
     def _set_fitted(self, unet, adapter, vae, noise_scheduler, base_id, encoder,
                     n_unet_params):
@@ -278,9 +295,9 @@ class EEGImageGenerator(BaseEstimator):
         out = []
         with torch.no_grad():
             for start in range(0, len(z), batch_size):
-                context = self._context(z[start:start + batch_size], torch)
+                context, negative = self._contexts(z[start:start + batch_size], torch)
                 result = pipe(
-                    prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context),
+                    prompt_embeds=context, negative_prompt_embeds=negative,
                     num_images_per_prompt=n_images, num_inference_steps=steps,
                     guidance_scale=guidance, height=self.image_size_, width=self.image_size_,
                     generator=generator, output_type="np",
