@@ -7,16 +7,21 @@ weights (no pickle anywhere):
 - ``EEGImageGenerator``: ``generator.json`` + ``generator.safetensors`` (the
   adapter and the finetuned U-Net parameters) + ``encoder/``, a saved encoder.
 
-The config names the estimator, the format version and the parameters, and
-stores the SHA-256 of the weights, checked on load. All files of a save are
-replaced as one atomic update (:func:`save_folder`). The estimators say what
-goes into their files and how their modules are rebuilt; everything else
-(writing, reading, checking, the error messages) is here, once.
+Both also hold a model card, ``README.md``, so a folder is ready for the
+Hugging Face hub (:class:`HubMixin`: ``save_pretrained``, ``from_pretrained``,
+``push_to_hub``). The config names the estimator, the format version and the
+parameters, and stores the SHA-256 of the weights, checked on load. All files
+of a save are replaced as one atomic update (:func:`save_folder`). The
+estimators say what goes into their files and how their modules are rebuilt;
+everything else (writing, reading, checking, the hub, the error messages) is
+here, once.
 """
 
 import hashlib
 import json
 import os
+import re
+import tempfile
 from pathlib import Path
 
 from .utils import _fsync_dir, atomic_write, hash_file, is_main_process
@@ -87,22 +92,16 @@ def load_estimator(cls, path, device, required=()):
     path = Path(path)
     if path.is_dir():
         finish_interrupted_save(path)
-    if name == "SynapseEncoder" and (path / _LAYOUT["EEGImageGenerator"][0]).is_file():
-        raise ValueError(f"{path} holds an EEGImageGenerator; load it with "
-                         f"EEGImageGenerator.load (its encoder is in the "
-                         f"{ENCODER_FOLDER!r} folder).")
+    _refuse_other_folder(path, name)
     for file in (config_name, weights_name):
         if not (path / file).is_file():
             raise FileNotFoundError(f"{path / file} does not exist; is {path} a saved {noun} "
-                                    f"(written by {name}.save)?")
-    try:
-        config = json.loads((path / config_name).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path / config_name} is corrupt ({err}); save the {noun} "
-                         "again.") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path / config_name} is not a {noun} config; save the {noun} "
-                         "again.")
+                                    f"(written by {name}.save_pretrained)?")
+    config = _read_config(path / config_name, noun)
+    if "estimator" not in config:
+        raise ValueError(f"{path / config_name} names no mne-synapse estimator: {path} is "
+                         "another library's folder (a torch module saved with "
+                         "save_pretrained? load it with that class's from_pretrained).")
     if config.get("estimator") != name or config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} holds a {config.get('estimator')} saved in format "
@@ -127,6 +126,234 @@ def load_estimator(cls, path, device, required=()):
         raise ValueError(f"{path / weights_name} is unreadable ({err}); save the {noun} "
                          "again.") from err
     return estimator, config, state
+
+
+# A hub repository id, "user/name" (a local path is tried first).
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_CARD_DOC = """license : str | None
+            Hub license identifier for the card, e.g. ``'mit'``; a model
+            finetuned from Stable Diffusion inherits its license
+            (``'openrail++'`` for SD 2.x).
+        datasets : str | list of str | None
+            Hub ids of the training data, e.g. ``'luigi-s/EEG_Image_CVPR_ALL_subj'``.
+        metrics : dict of str to float | None
+            Scores to report in the card, by metric name.
+        tags : list of str | None
+            Tags added to the estimator's own."""
+
+
+class HubMixin:
+    """Hugging Face hub conventions, shared by both estimators.
+
+    A saved folder is a hub model repository: the estimator's files plus a
+    model card (``README.md``). A subclass defines ``_saved_files()`` (its
+    files by name), ``_card()`` (what its card says, keyword arguments of
+    ``mne_synapse._model_card.model_card``), ``_load_folder(folder, **kwargs)``
+    (a classmethod) and ``_fitted_attribute``.
+    """
+
+    def save_pretrained(self, save_directory, *, repo_id=None, license=None, datasets=None,
+                        metrics=None, tags=None):
+        """Save to a folder that is ready for the Hugging Face hub.
+
+        The folder holds the estimator's config (JSON) and weights
+        (safetensors; the SHA-256 is stored and checked on load) and a model
+        card, ``README.md``. All files are replaced as one atomic update: a save
+        interrupted at any point leaves the previous files or the new ones,
+        never a mix. In a distributed run (``accelerate launch``) only the main
+        process writes; call ``accelerator.wait_for_everyone()`` before others
+        read.
+
+        Parameters
+        ----------
+        save_directory : path-like
+            The folder (created if needed).
+        repo_id : str | None
+            The hub name the card's loading snippet uses.
+        %(card)s
+
+        Returns
+        -------
+        path : pathlib.Path
+            The folder.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._model_card import model_card
+
+        check_is_fitted(self, self._fitted_attribute)
+        files = self._saved_files()
+        card = self._card()
+        card["tags"] = [*card["tags"], *(tags or ())]
+        files["README.md"] = model_card(type(self).__name__, repo_id=repo_id, license=license,
+                                        datasets=datasets, metrics=metrics, **card)
+        return save_estimator(save_directory, files)
+
+    def save(self, path):
+        """Save to the folder ``path``: :meth:`save_pretrained` with a default card."""
+        return self.save_pretrained(path)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision=None, cache_dir=None,
+                        token=None, force_download=False, local_files_only=False, **kwargs):
+        """Load from a folder written by :meth:`save_pretrained`, or from the hub.
+
+        Parameters
+        ----------
+        pretrained_model_name_or_path : path-like | str
+            A folder, or a Hugging Face hub id (``'user/repo'``) that is
+            downloaded (to the hub cache) when no folder of that name exists.
+        revision, cache_dir, token, force_download, local_files_only
+            Passed to :func:`huggingface_hub.snapshot_download`. With
+            ``HF_HUB_OFFLINE=1`` only the hub cache is read.
+        **kwargs
+            Passed to :meth:`load`: ``device`` (both estimators) and
+            ``base_model`` (``EEGImageGenerator``).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such folder and the hub cannot give it (offline,
+            no network, no such repository).
+        ValueError
+            If the folder holds another estimator, another format version, or
+            a corrupt or modified file.
+        """
+        folder = hub_folder(pretrained_model_name_or_path, cls.__name__, revision=revision,
+                            cache_dir=cache_dir, token=token, force_download=force_download,
+                            local_files_only=local_files_only)
+        return cls._load_folder(folder, **kwargs)
+
+    @classmethod
+    def load(cls, path, **kwargs):
+        """Load from a folder (or hub id): :meth:`from_pretrained` with its defaults."""
+        return cls.from_pretrained(path, **kwargs)
+
+    def push_to_hub(self, repo_id, *, commit_message="Upload with mne-synapse", private=None,
+                    token=None, revision=None, create_pr=False, license=None, datasets=None,
+                    metrics=None, tags=None):
+        """Save to a temporary folder (:meth:`save_pretrained`) and upload it as one commit.
+
+        Parameters
+        ----------
+        repo_id : str
+            The hub repository, ``'user/repo'`` (created if needed).
+        commit_message : str
+            The commit message.
+        private : bool | None
+            Visibility of a new repository (None: the account's default).
+        token : str | None
+            Hub token (None: the one saved by ``hf auth login``).
+        revision : str | None
+            Branch to push to (None: ``main``).
+        create_pr : bool
+            Open a pull request instead of committing to the branch.
+        %(card)s
+
+        Returns
+        -------
+        commit : huggingface_hub.CommitInfo | None
+            The commit (None on the non-main processes of a distributed run).
+        """
+        from huggingface_hub import HfApi, constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise OSError(f"Cannot push to {repo_id!r}: the Hugging Face hub is offline "
+                          "(HF_HUB_OFFLINE=1). Save with save_pretrained(folder) and upload "
+                          "the folder where there is a network (hf upload).")
+        if not is_main_process():
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model", repo_id=repo_id, license=license,
+                                          datasets=datasets, metrics=metrics, tags=tags)
+            api = HfApi(token=token)
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            return api.upload_folder(repo_id=repo_id, folder_path=folder,
+                                     commit_message=commit_message, revision=revision,
+                                     create_pr=create_pr)
+
+
+for _method in (HubMixin.save_pretrained, HubMixin.push_to_hub):
+    _method.__doc__ = _method.__doc__ % dict(card=_CARD_DOC)
+
+
+def hub_id(name):
+    """``name`` if it can only be a hub repository id (``'user/repo'``, no such local path), else None."""
+    if isinstance(name, str) and _REPO_ID.fullmatch(name) and not Path(name).exists():
+        return name
+    return None
+
+
+def hub_folder(name_or_path, noun, revision=None, cache_dir=None, token=None,
+               force_download=False, local_files_only=False):
+    """The local folder of a saved estimator: the folder itself, or a hub download.
+
+    A string naming no local folder that looks like a hub id (``'user/repo'``)
+    is fetched with :func:`huggingface_hub.snapshot_download`; offline
+    (``HF_HUB_OFFLINE=1``) only the hub cache is read, so it fails at once.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"{path} is a file; pass the folder written by "
+                                 f"{noun}.save_pretrained.")
+    repo_id = hub_id(name_or_path)
+    if repo_id is None:
+        raise FileNotFoundError(f"{name_or_path} does not exist, and is not a Hugging Face hub "
+                                f"id ('user/repo') either; pass the folder written by "
+                                f"{noun}.save_pretrained.")
+    from huggingface_hub import constants, snapshot_download
+
+    from . import __version__
+
+    offline = bool(constants.HF_HUB_OFFLINE)
+    try:
+        return Path(snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, token=token,
+            force_download=force_download, local_files_only=local_files_only or offline,
+            library_name="mne-synapse", library_version=__version__))
+    except (OSError, ValueError) as err:
+        why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and the hub cache does "
+               "not hold it" if offline else
+               "local_files_only=True and the hub cache does not hold it" if local_files_only
+               else "the Hugging Face hub could not give it")
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise FileNotFoundError(
+            f"Cannot load the {noun} {repo_id!r}: no folder of that name exists here and {why} "
+            f"({type(err).__name__}: {reason}). Pass a local folder, or download the repository "
+            f"where there is a network (hf download {repo_id} --local-dir <folder>) and pass "
+            "that folder.") from err
+
+
+def _read_config(file, noun):
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is corrupt ({err}); save the {noun} again.") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{file} is not a {noun} config; save the {noun} again.")
+    return config
+
+
+def _refuse_other_folder(path, name):
+    """Raise if ``path`` is a folder of another kind, naming what loads it."""
+    if (path / "model_index.json").is_file():
+        raise ValueError(f"{path} is a stock diffusers pipeline (model_index.json), e.g. "
+                         "written by EEGImageGenerator.export_diffusers; load it with "
+                         "diffusers.StableDiffusionPipeline.from_pretrained.")
+    other = "EEGImageGenerator" if name == "SynapseEncoder" else "SynapseEncoder"
+    file = path / _LAYOUT[other][0]
+    if file.is_file():
+        try:
+            held = json.loads(file.read_text()).get("estimator")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            held = None
+        if held == other:
+            where = (f" (its encoder is in the {ENCODER_FOLDER!r} folder)"
+                     if other == "EEGImageGenerator" else "")
+            raise ValueError(f"{path} is a saved {other}, not a saved {name}; load it "
+                             f"with {other}.from_pretrained{where}.")
 
 
 def mismatch_reason(err):

@@ -14,7 +14,7 @@ _WHITENER_PREFIX = "alignment_whitener."
 _NOT_SAVED = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
 
 
-class SynapseEncoder(TransformerMixin, BaseEstimator):
+class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
     """CLIP-aligned hybrid EEG autoencoder (Stage 1 of SYNAPSE).
 
     Fits :class:`~mne_synapse.models.SynapseAutoencoder` so that its latent
@@ -373,48 +373,41 @@ class SynapseEncoder(TransformerMixin, BaseEstimator):
             x_hat = np.linalg.solve(data.matrices[data.codes], x_hat)
         return x_hat.astype(np.float32)
 
-    # -- persistence ---------------------------------------------------------------
-    def save(self, path):
-        """Save the fitted encoder to a folder: ``config.json`` + ``model.safetensors``.
+    # -- persistence (save_pretrained, from_pretrained, push_to_hub: HubMixin) -----
+    _fitted_attribute = "net_"
 
-        The config stores the SHA-256 of the weights, checked on load. Both
-        files are replaced as one atomic update (see
-        ``mne_synapse._persistence.save_folder``): a save interrupted at any
-        point leaves either the previous encoder or the new one, never a mix.
-        In a distributed run (``accelerate launch``) only the main process
-        writes; call ``accelerator.wait_for_everyone()`` before others read.
-        """
-        check_is_fitted(self, "net_")
-        return _persistence.save_estimator(path, self._saved_files())
+    def _saved_params(self):
+        return {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED}
 
     def _saved_files(self):
-        """The files of :meth:`save`, by name (the generator saves them too)."""
+        """The files of a save, by name (the generator saves them too): config + weights."""
         import torch
 
         state = dict(self.net_.module_.state_dict())
         for subject, matrix in (self.whiteners_ or {}).items():
             state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
         return _persistence.estimator_files(
-            "SynapseEncoder", {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED},
+            "SynapseEncoder", self._saved_params(),
             state, module_kwargs=self.module_kwargs_, n_chans=self.n_chans_,
             n_times=self.n_times_, sfreq=self.sfreq_, ch_names=self.ch_names_,
             subject_aware=self.subject_aware_, aligned=self.whiteners_ is not None,
             scale_mean=self.scale_mean_.ravel().tolist(),
             scale_std=self.scale_std_.ravel().tolist())
 
-    @classmethod
-    def load(cls, path, device="cpu"):
-        """Load an encoder saved with :meth:`save` (no unpickling involved).
+    def _card(self):
+        from .models import count_parameters
 
-        Raises
-        ------
-        FileNotFoundError
-            If ``path`` is not a saved encoder.
-        ValueError
-            If a file is corrupt, truncated or modified (the weights' SHA-256
-            differs from the one stored at save time), or was written by another
-            format version or for another architecture.
-        """
+        rate = "" if self.sfreq_ is None else f" at {self.sfreq_:g} Hz"
+        return dict(
+            summary=(f"A Stage-1 SYNAPSE encoder: EEG of {self.n_chans_} channels x "
+                     f"{self.n_times_} samples{rate} -> CLIP space ({self.clip_model})."),
+            params=self._saved_params(), tags=["eeg", "mne", "braindecode", "clip"],
+            n_trainable=(f"{count_parameters(self.net_.module_):,} trainable parameters "
+                         "(the autoencoder, encoder and decoder)."),
+            load_lines=["Z = model.transform(epochs)  # CLIP-space embedding of each epoch"])
+
+    @classmethod
+    def _load_folder(cls, path, device="cpu"):
         from ._training import SynapseNet
         from .losses import SynapseLoss
         from .models import SynapseAutoencoder

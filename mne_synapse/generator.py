@@ -21,7 +21,7 @@ from .utils import is_verbose
 __all__ = ["EEGImageGenerator", "load_base_model"]
 
 
-class EEGImageGenerator(BaseEstimator):
+class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
     """Generate the images an EEG epoch saw (Stage 2 of SYNAPSE).
 
     Parameters
@@ -316,55 +316,46 @@ class EEGImageGenerator(BaseEstimator):
         state.update({f"adapter.{k}": v for k, v in self.adapter_.state_dict().items()})
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def save(self, path):
-        """Save the adapter and finetuned U-Net weights (a few MB), not the base model.
+    _fitted_attribute = "unet_"
 
-        Writes ``generator.safetensors``, ``generator.json`` and the encoder
-        (``encoder/``) into the folder ``path``, all as one atomic update (see
-        ``mne_synapse._persistence.save_folder``): an interrupted save leaves the
-        previous generator or the new one, never a mix. The JSON names the
-        base model and stores the weights' SHA-256, checked on load. In a
-        distributed run (``accelerate launch``) only the main process writes.
-        """
-        check_is_fitted(self, "unet_")
+    def _saved_params(self):
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if k not in ("encoder", "accelerator")}
-        params["base_model"] = self.base_id_
+        return dict(params, base_model=self.base_id_)
+
+    def _saved_files(self):
+        """Adapter + finetuned U-Net weights (a few MB, not the base model) and ``encoder/``."""
         files = {f"{_persistence.ENCODER_FOLDER}/{name}": content
                  for name, content in self.encoder_._saved_files().items()}
-        files.update(_persistence.estimator_files("EEGImageGenerator", params,
+        files.update(_persistence.estimator_files("EEGImageGenerator", self._saved_params(),
                                                   self._trained_state(),
                                                   base_model=self.base_id_))
-        return _persistence.save_estimator(path, files)
+        return files
+
+    def _card(self):
+        return dict(
+            summary=(f"A SYNAPSE EEG-to-image generator: f_adapt and the finetuned "
+                     f"{self.recipe!r} recipe of {self.base_id_}, with its Stage-1 encoder "
+                     "(encoder/). The base model itself is not in this folder."),
+            params=self._saved_params(), base_model=_persistence.hub_id(self.base_id_),
+            tags=["eeg", "eeg-to-image", "stable-diffusion", "mne"],
+            n_trainable=(f"{self.n_trainable_params_:,} trainable parameters (the recipe and "
+                         f"f_adapt), {100 * self.trainable_fraction_:.2f}% of the U-Net."),
+            load_lines=["images = model.generate(epochs, n_images=5, random_state=0)"],
+            notes=["`export_diffusers(folder)` writes a folder that stock diffusers loads "
+                   "without mne-synapse (see the mne-synapse documentation, \"Sharing "
+                   "and reusing models\")."])
 
     @classmethod
-    def load(cls, path, base_model=None, device="cpu"):
-        """Load a generator saved with :meth:`save` onto its base model.
-
-        Parameters
-        ----------
-        path : path-like
-            The folder written by :meth:`save`.
-        base_model : str | path-like | None
-            Where the base Stable Diffusion is now (defaults to the saved name).
-        device : str
-            Torch device.
-
-        Raises
-        ------
-        FileNotFoundError
-            If ``path`` is not a saved generator or the base model is missing.
-        ValueError
-            If a file is corrupt, truncated or modified (hash mismatch), or was
-            written by another format version or for another base model.
-        """
+    def _load_folder(cls, path, base_model=None, device="cpu"):
         from ._finetuning import prepare_unet
         from .encoder import SynapseEncoder
         from .models import EEGAdapter, count_parameters
 
         self, config, state = _persistence.load_estimator(cls, path, device,
                                                           required=("base_model",))
-        encoder = SynapseEncoder.load(Path(path) / _persistence.ENCODER_FOLDER, device=device)
+        encoder = SynapseEncoder._load_folder(Path(path) / _persistence.ENCODER_FOLDER,
+                                             device=device)
         if base_model is None and config["base_model"] == "in-memory":
             raise ValueError(f"{path} was finetuned from an in-memory pipeline; pass it "
                              "again as base_model=.")

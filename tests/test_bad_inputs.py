@@ -287,6 +287,9 @@ CASES = [
      ValueError, "use the class name of one, e.g. 'DDIMScheduler'"),
     # -- saved encoders and generators ----------------------------------------------------
     ("encoder-folder-missing", lambda c, t: SynapseEncoder.load(t / "nothing"),
+     FileNotFoundError, "does not exist, and is not a Hugging Face hub id.*"
+     "pass the folder written by SynapseEncoder.save_pretrained"),
+    ("encoder-folder-empty", lambda c, t: SynapseEncoder.load(t),
      FileNotFoundError, "is .* a saved encoder"),
     ("encoder-truncated-weights", lambda c, t: SynapseEncoder.load(_saved_encoder(
         c, t, lambda f: _truncate(f / "model.safetensors"))),
@@ -307,9 +310,9 @@ CASES = [
     ("encoder-params-of-another-version", lambda c, t: SynapseEncoder.load(_saved_encoder(
         c, t, _add_param)), ValueError, "load it with the version that saved it"),
     ("encoder-load-of-a-generator", lambda c, t: SynapseEncoder.load(_saved_generator(c, t)),
-     ValueError, "load it with EEGImageGenerator.load"),
+     ValueError, "load it with EEGImageGenerator.from_pretrained"),
     ("generator-folder-is-an-encoder", lambda c, t: EEGImageGenerator.load(
-        _saved_encoder(c, t)), FileNotFoundError, "written by EEGImageGenerator.save"),
+        _saved_encoder(c, t)), ValueError, "load it with SynapseEncoder.from_pretrained"),
     ("generator-truncated-weights", lambda c, t: EEGImageGenerator.load(_saved_generator(
         c, t, lambda f: _truncate(f / "generator.safetensors")), base_model=c.base),
      ValueError, "does not match the hash.*save the generator again"),

@@ -76,9 +76,9 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]  # no temporaries left
 
 
-# A save of the encoder makes 5 renames: 2 staged files, the journal (the
-# commit point), then the 2 staged files over the old ones.
-@pytest.mark.parametrize("fail_at", range(5))
+# A save of the encoder makes 7 renames: 3 staged files (config, weights, model
+# card), the journal (the commit point), then the 3 staged files over the old ones.
+@pytest.mark.parametrize("fail_at", range(7))
 def test_interrupted_encoder_save_loads_old_or_new(encoder, epochs, tmp_path, monkeypatch,
                                                    fail_at):
     folder = tmp_path / "enc"
@@ -91,7 +91,7 @@ def test_interrupted_encoder_save_loads_old_or_new(encoder, epochs, tmp_path, mo
     with pytest.raises(OSError, match="simulated crash"):
         new.save(folder)
     monkeypatch.setattr(utils.os, "replace", real_replace)
-    committed = fail_at > 2
+    committed = fail_at > 3
     loaded = SynapseEncoder.load(folder)
     np.testing.assert_array_equal(loaded.transform(epochs[:4]), new_z if committed else old_z)
     # The next save cleans up and succeeds.
@@ -359,4 +359,4 @@ def test_saving_twice_is_idempotent_and_tidy(encoder, tmp_path):
     first = {p.name: p.read_bytes() for p in folder.iterdir()}
     encoder.save(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first
-    assert sorted(first) == ["config.json", "model.safetensors"]
+    assert sorted(first) == ["README.md", "config.json", "model.safetensors"]

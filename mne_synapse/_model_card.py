@@ -1,0 +1,82 @@
+"""The model card (``README.md``) of a saved estimator folder, as the Hugging Face hub reads it.
+
+YAML front matter (``library_name: mne-synapse``, tags, ``base_model``,
+license, data sets, metric names) and a body that says how to load the
+folder, how it was trained and how many parameters were trained.
+"""
+
+import json
+
+LIBRARY_NAME = "mne-synapse"
+_DOCS = "https://github.com/mne-tools/mne-synapse"
+
+
+def model_card(name, *, summary, params, n_trainable, tags, base_model=None, repo_id=None,
+               license=None, datasets=None, metrics=None, load_lines=(), notes=()):
+    """Return the text of a model card.
+
+    Parameters
+    ----------
+    name : str
+        The estimator class (``'SynapseEncoder'`` or ``'EEGImageGenerator'``).
+    summary : str
+        One sentence on what the folder holds.
+    params : dict
+        The saved constructor parameters (JSON values).
+    n_trainable : str
+        The trainable parameter count, as a sentence.
+    tags : list of str
+        The tags (duplicates dropped).
+    base_model : str | None
+        A Hugging Face hub id this model was finetuned from (omitted if None).
+    repo_id : str | None
+        The name to load from in the snippet (a placeholder if None).
+    license : str | None
+        A hub license identifier, e.g. ``'mit'`` or ``'openrail++'``.
+    datasets : str | list of str | None
+        Hub data set ids the model was trained on.
+    metrics : dict of str to float | None
+        Scores to report, by metric name.
+    load_lines : sequence of str
+        Python lines run after loading, in the snippet.
+    notes : sequence of str
+        Extra paragraphs.
+    """
+    from huggingface_hub import ModelCardData
+
+    from . import __version__
+
+    if metrics is not None and not isinstance(metrics, dict):
+        raise TypeError(f"metrics must be a dict of metric name to value, got "
+                        f"{type(metrics).__name__}.")
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    data = ModelCardData(
+        library_name=LIBRARY_NAME, license=license, datasets=datasets or None,
+        base_model=base_model, metrics=sorted(metrics) if metrics else None,
+        tags=list(dict.fromkeys(tags)),
+    )
+    where = repo_id or "path/to/this/folder"
+    lines = [
+        "---", data.to_yaml(), "---", "",
+        f"# {name}", "",
+        f"{summary} Saved by [mne-synapse]({_DOCS}) {__version__}.", "",
+        "## How to load", "",
+        "```python",
+        f"from mne_synapse import {name}",
+        "",
+        f"model = {name}.from_pretrained({where!r})",
+        *load_lines,
+        "```", "",
+        *[line for note in notes for line in (note, "")],
+        "## Parameters", "",
+        n_trainable, "",
+        "## Training configuration", "",
+        "```json",
+        json.dumps(params, indent=1, sort_keys=True, default=str),
+        "```", "",
+    ]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|",
+                  *[f"| {key} | {value} |" for key, value in sorted(metrics.items())], ""]
+    return "\n".join(lines)
