@@ -61,6 +61,26 @@ def image_size(vae, unet):
     return int(unet.config.sample_size) * scale
 
 
+def sampling_pipeline(vae, unet, noise_scheduler, scheduler="DDIMScheduler"):
+    """A diffusers ``StableDiffusionPipeline`` without text encoder, fed ``prompt_embeds``.
+
+    ``scheduler`` is the class name of its sampling scheduler, configured
+    from the training one (``noise_scheduler``).
+    """
+    import diffusers
+
+    try:
+        scheduler_cls = getattr(diffusers, scheduler)
+    except AttributeError as err:
+        raise ValueError(f"Unknown diffusers scheduler {scheduler!r}; use the class name of "
+                         "one, e.g. 'DDIMScheduler'.") from err
+    return diffusers.StableDiffusionPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=unet,
+        scheduler=scheduler_cls.from_config(noise_scheduler.config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
 def prepare_unet(unet, n_adapt_tokens, adapter_scale, recipe):
     """Install the EEG attention processors and mark the recipe's parameters trainable."""
     from .models import apply_recipe, install_eeg_processors
@@ -111,14 +131,23 @@ def eeg_context(adapter, z, unconditional_context="zeros", drop=None):
     return torch.cat([z, adapter(z)], dim=1) * keep
 
 
-def encode_images(images, vae, size):
-    """VAE latents (scaled as SD does) of the stimuli, resized to ``size``."""
+VAE_SAMPLING = ("mean", "sample")
+
+
+def encode_images(images, vae, size, sample=False):
+    """VAE latents (scaled as SD does) of the stimuli, resized to ``size``.
+
+    Returns the posterior means, and with ``sample=True`` also the posterior
+    standard deviations (scaled alike), so that a latent can be drawn per
+    batch as ``mean + std * noise`` (what ``latent_dist.sample()`` does)
+    without running the VAE encoder again; else ``(mean, None)``.
+    """
     import torch
     from PIL import Image
 
     from .clip import read_image
 
-    latents = []
+    means, stds = [], []
     with torch.no_grad():
         for start in range(0, len(images), 32):  # read 32 images at a time, not all
             pixels = np.stack([
@@ -128,11 +157,50 @@ def encode_images(images, vae, size):
             ])
             x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
             dist = vae.encode(x.to(vae.device)).latent_dist
-            latents.append(dist.mean.cpu() * vae.config.scaling_factor)
-    return torch.cat(latents)
+            means.append(dist.mean.cpu() * vae.config.scaling_factor)
+            if sample:
+                stds.append(dist.std.cpu() * vae.config.scaling_factor)
+    return torch.cat(means), (torch.cat(stds) if sample else None)
 
 
-def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
+class EEGLatents:
+    """``Z_latent`` of batches of epochs for finetuning, from a frozen encoder.
+
+    Without dropout (``dropout=False``) the latents are computed once, in
+    eval mode. With it, the encoder runs in training mode on every batch (a
+    copy of its network: the encoder itself is not touched), so its dropout
+    acts as augmentation, as in the authors' Stage 2 (``cond_models.train()``
+    in ``src/models/eeg_LDM2.py``); nothing is precomputed and the EEG is read
+    a batch at a time.
+    """
+
+    def __init__(self, encoder, X, dropout=False):
+        import copy
+
+        import torch
+
+        self.dropout = bool(dropout)
+        if self.dropout:
+            self.encoder, self.data = encoder, encoder._prepare(X)
+            self.module = copy.deepcopy(encoder.net_.module_).requires_grad_(False).train()
+            self.n, self.embed_dim = len(self.data), encoder.latent(X[:1]).shape[-1]
+        else:
+            self.z = torch.as_tensor(encoder.latent(X), dtype=torch.float32)
+            self.n, self.embed_dim = self.z.shape[0], self.z.shape[-1]
+
+    def __call__(self, idx, device):
+        """``Z_latent`` of the epochs ``idx`` (a 1-d integer tensor), on ``device``."""
+        import torch
+
+        if not self.dropout:
+            return self.z[idx].to(device)
+        self.module.to(device)
+        x = self.encoder._scale(self.data[idx.numpy()])
+        with torch.no_grad():
+            return self.module.encode(torch.as_tensor(x, device=device)).float()
+
+
+def finetune(estimator, unet, adapter, vae, noise_scheduler, latents, images, seed):
     """Finetune ``unet`` (its trainable parameters) and ``adapter`` with the diffusion loss.
 
     Parameters
@@ -141,8 +209,8 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
         Gives the training parameters (steps, batch, lr, accelerator, ...).
     unet, adapter, vae, noise_scheduler
         The prepared U-Net, ``f_adapt``, the frozen VAE and the training schedule.
-    z : ndarray, shape (n_epochs, n_tokens, embed_dim)
-        The encoder's latent of each epoch.
+    latents : EEGLatents
+        The encoder's latent of each epoch (precomputed, or with dropout per batch).
     images : sequence
         The stimulus of each epoch.
     seed : int
@@ -172,8 +240,8 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
             gradient_accumulation_steps=estimator.grad_accumulation,
         )
     vae.to(accelerator.device)
-    latents = encode_images(images, vae, image_size(vae, unet))
-    z = torch.as_tensor(z, dtype=torch.float32)
+    means, stds = encode_images(images, vae, image_size(vae, unet),
+                                sample=estimator.vae_sampling == "sample")
     optimizer = torch.optim.AdamW(params, lr=estimator.lr, weight_decay=1e-2)
     # accelerate steps a prepared schedule once per process and optimiser step.
     warmup = max(1, estimator.warmup_steps * accelerator.num_processes)
@@ -194,8 +262,11 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
     with torch.random.fork_rng(devices=[]), steps:
         torch.manual_seed(seed)
         for _ in steps:
-            idx = torch.randint(0, len(z), (estimator.batch_size,), generator=rng)
-            x0 = latents[idx].to(accelerator.device)
+            idx = torch.randint(0, latents.n, (estimator.batch_size,), generator=rng)
+            x0 = means[idx]
+            if stds is not None:  # a draw from the VAE posterior, as the authors' trainer
+                x0 = x0 + stds[idx] * torch.randn(x0.shape, generator=rng)
+            x0 = x0.to(accelerator.device)
             noise = torch.randn(x0.shape, generator=rng).to(x0.device)
             t = torch.randint(0, n_train_steps, (len(idx),), generator=rng).to(x0.device)
             noisy = noise_scheduler.add_noise(x0, noise, t)
@@ -206,7 +277,7 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, z, images, seed):
             with accelerator.accumulate(unet, adapter):
                 # Condition dropout: the unconditional model of classifier-free guidance.
                 drop = torch.rand(len(idx), generator=rng) < estimator.condition_dropout
-                context = eeg_context(adapter, z[idx].to(x0.device),
+                context = eeg_context(adapter, latents(idx, x0.device),
                                       estimator.unconditional_context, drop.to(x0.device))
                 pred = unet(noisy, t, encoder_hidden_states=context).sample
                 loss = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))

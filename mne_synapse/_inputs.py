@@ -256,11 +256,25 @@ def check_module_kwargs(module_kwargs, module_class, from_data=()):
     return module_kwargs
 
 
-def check_accelerator(accelerator):
-    """Raise a TypeError unless ``accelerator`` is None or an ``accelerate.Accelerator``."""
+def check_accelerator(accelerator, grad_accumulation=None, mixed_precision=None):
+    """Raise unless ``accelerator`` is None or an ``accelerate.Accelerator``.
+
+    With ``grad_accumulation`` and ``mixed_precision`` (an estimator's), the
+    accelerator must use the same (a ValueError says how to match them).
+    """
     if accelerator is not None and not hasattr(accelerator, "prepare"):
         raise TypeError(f"accelerator must be an accelerate.Accelerator or None, got "
                         f"{type(accelerator).__name__}.")
+    acc = accelerator
+    if acc is not None and grad_accumulation is not None and (
+            acc.gradient_accumulation_steps != grad_accumulation
+            or str(acc.mixed_precision) != mixed_precision):
+        raise ValueError(
+            f"The accelerator accumulates {acc.gradient_accumulation_steps} step(s) in "
+            f"mixed precision {str(acc.mixed_precision)!r}, but grad_accumulation="
+            f"{grad_accumulation} and mixed_precision={mixed_precision!r}; "
+            "set the same on both, e.g. Accelerator(gradient_accumulation_steps="
+            f"{grad_accumulation}, mixed_precision={mixed_precision!r}).")
     return accelerator
 
 

@@ -38,7 +38,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
     n_adapt_tokens, adapter_scale : int, float
         Tokens of ``Z_adapt`` and the weight of their attention branch.
     max_steps, batch_size, grad_accumulation, lr, warmup_steps, grad_clip : int, int, int, float, int, float
-        AdamW finetuning (paper: batch 8 x 4, lr 2e-5, 100 warm-up steps, clip 1).
+        AdamW finetuning (the authors: batch 8 x 4, lr 2e-5, constant, clip 1;
+        see :meth:`paper`).
     snr_gamma : float | None
         Min-SNR loss weighting (paper: 0.5 for v-prediction); None disables it.
     condition_dropout : float
@@ -52,8 +53,18 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         ``Z_latent`` zeroed before the adapter, i.e. ``[0, f_adapt(0)]``, as
         the authors' trainer and pipeline do (and a stock diffusers
         IP-Adapter with a zero image embedding).
+    encoder_dropout : bool
+        Run the frozen encoder in training mode while finetuning, so that its
+        dropout acts as augmentation and ``Z_latent`` is computed per batch
+        (the authors' Stage 2); False computes it once, in eval mode.
+        Generation always uses eval mode.
+    vae_sampling : ``'mean'`` | ``'sample'``
+        The stimulus latent finetuned on: the VAE posterior's mean, or a draw
+        from the posterior per batch (the authors' trainer).
     ema_decay : float | None
-        Exponential moving average of the trained weights (e.g. 0.999).
+        Exponential moving average of the trained weights (U-Net recipe and
+        adapter), e.g. 0.9999 (with diffusers' ``EMAModel`` warm-up
+        ``(1 + step) / (10 + step)``).
     mixed_precision : ``'no'`` | ``'fp16'`` | ``'bf16'``
         Autocast on GPUs (through ``accelerate``).
     gradient_checkpointing : bool
@@ -96,7 +107,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
     def __init__(self, encoder=None, base_model="tiny", recipe="paper", n_adapt_tokens=4,
                  adapter_scale=1.0, max_steps=300, batch_size=8, grad_accumulation=1,
                  lr=1e-4, warmup_steps=20, grad_clip=1.0, snr_gamma=5.0,
-                 condition_dropout=0.1, unconditional_context="zeros", ema_decay=None, mixed_precision="no",
+                 condition_dropout=0.1, unconditional_context="zeros",
+                 encoder_dropout=False, vae_sampling="mean", ema_decay=None, mixed_precision="no",
                  gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
                  scheduler="DDIMScheduler", device="cpu", accelerator=None, random_state=None,
                  verbose=None):
@@ -114,6 +126,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         self.snr_gamma = snr_gamma
         self.condition_dropout = condition_dropout
         self.unconditional_context = unconditional_context
+        self.encoder_dropout = encoder_dropout
+        self.vae_sampling = vae_sampling
         self.ema_decay = ema_decay
         self.mixed_precision = mixed_precision
         self.gradient_checkpointing = gradient_checkpointing
@@ -127,28 +141,22 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
 
     # -- helpers -------------------------------------------------------------
     def _validate_params(self):
-        from ._finetuning import UNCONDITIONAL_CONTEXTS
+        from ._finetuning import UNCONDITIONAL_CONTEXTS, VAE_SAMPLING
         from .models import RECIPES
 
-        _inputs.check_option(self.recipe, "recipe", RECIPES)
-        _inputs.check_option(self.unconditional_context, "unconditional_context",
-                             UNCONDITIONAL_CONTEXTS)
+        for name, options in (("recipe", RECIPES), ("vae_sampling", VAE_SAMPLING),
+                              ("unconditional_context", UNCONDITIONAL_CONTEXTS),
+                              ("encoder_dropout", (False, True)),
+                              ("mixed_precision", ("no", "fp16", "bf16"))):
+            _inputs.check_option(getattr(self, name), name, options)
         for name in ("max_steps", "batch_size", "grad_accumulation", "n_adapt_tokens"):
             _inputs.check_int(getattr(self, name), name)
         _inputs.check_number(self.condition_dropout, "condition_dropout", "[0, 1)")
-        _inputs.check_option(self.mixed_precision, "mixed_precision", ("no", "fp16", "bf16"))
         if self.ema_decay is not None:
             _inputs.check_number(self.ema_decay, "ema_decay", "(0, 1)")
         _inputs.check_device(self.device)
-        acc = _inputs.check_accelerator(self.accelerator)
-        if acc is not None and (acc.gradient_accumulation_steps != self.grad_accumulation
-                                or str(acc.mixed_precision) != self.mixed_precision):
-            raise ValueError(
-                f"The accelerator accumulates {acc.gradient_accumulation_steps} step(s) in "
-                f"mixed precision {str(acc.mixed_precision)!r}, but grad_accumulation="
-                f"{self.grad_accumulation} and mixed_precision={self.mixed_precision!r}; "
-                "set the same on both, e.g. Accelerator(gradient_accumulation_steps="
-                f"{self.grad_accumulation}, mixed_precision={self.mixed_precision!r}).")
+        _inputs.check_accelerator(self.accelerator, self.grad_accumulation,
+                                  self.mixed_precision)
 
     def _fitted_encoder(self, X, y, images):
         from sklearn.base import clone
@@ -185,6 +193,59 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         self._pipeline = None
         return self
 
+    # -- the authors' configuration and files ------------------------------------
+    @classmethod
+    def paper(cls, encoder=None, **overrides):
+        """The authors' Stage-2 configuration (:data:`~mne_synapse.PAPER_STAGE2`), overridable.
+
+        Each value and the file of their code it comes from is listed in
+        :doc:`/method`. On a GPU (``device='cuda'``): it finetunes SD 2.1 in
+        fp16 with gradient checkpointing, as they did.
+        """
+        from ._paper import PAPER_STAGE2
+
+        return cls(**{**PAPER_STAGE2, "encoder": encoder, **overrides})
+
+    @classmethod
+    def from_official(cls, checkpoint_dir, encoder, base_model="stabilityai/stable-diffusion-2-1",
+                      use_ema=False, device="cpu", **params):
+        """A fitted generator from a ``checkpoint-N/`` folder of the authors' Stage-2 trainer.
+
+        Parameters
+        ----------
+        checkpoint_dir : path-like
+            Their folder: ``unet/`` (the whole U-Net with their IP processors),
+            ``ip_adaption/`` (their adapter) and, with EMA, ``ema_unet/``.
+        encoder : SynapseEncoder
+            The fitted Stage-1 encoder it was trained with, e.g.
+            ``SynapseEncoder.from_official(their encoder file)``.
+        base_model : str | path-like
+            The Stable Diffusion they finetuned (hub name or local folder).
+        use_ema : bool
+            Their EMA U-Net (``ema_unet/``) instead of ``unet/`` (which their
+            ``gen_images.py`` samples with).
+        device : str
+            Torch device of the U-Net, VAE and adapter.
+        **params
+            Parameters instead of :meth:`paper`'s (e.g. ``num_inference_steps``).
+
+        Returns
+        -------
+        generator : EEGImageGenerator
+            Fitted: every tensor of their U-Net file and adapter in place; it
+            generates, saves and loads like any fitted generator.
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            A missing folder or file; a U-Net of another base model; a key,
+            shape, token count or width that does not match (each named).
+        """
+        from .interop.official_stage2 import official_generator
+
+        return official_generator(cls, checkpoint_dir, encoder, base_model, use_ema, device,
+                                  params)
+
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y=None, images=None):
         """Finetune the adapter and the recipe's U-Net parameters on EEG-image pairs.
@@ -205,7 +266,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         """
         import torch
 
-        from ._finetuning import finetune, prepare_unet
+        from ._finetuning import EEGLatents, finetune, prepare_unet
         from .models import EEGAdapter, count_parameters
 
         self._validate_params()
@@ -217,11 +278,11 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             need_images=True, need_captions=False,
         )
         vae, unet, noise_scheduler, base_id = load_base_model(self.base_model)
-        z = encoder.latent(X)
+        latents = EEGLatents(encoder, X, dropout=self.encoder_dropout)
         cross_dim = unet.config.cross_attention_dim
-        if z.shape[-1] != cross_dim:
+        if latents.embed_dim != cross_dim:
             raise ValueError(
-                f"The encoder's latent has {z.shape[-1]} features per token but the "
+                f"The encoder's latent has {latents.embed_dim} features per token but the "
                 f"U-Net's cross-attention expects {cross_dim}. Fit the encoder with "
                 "the CLIP model of this Stable Diffusion (SD 2.x: ViT-H-14, 1024)."
             )
@@ -230,28 +291,19 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
-            adapter = EEGAdapter(z.shape[-1], cross_dim, self.n_adapt_tokens)
-        unet, adapter, self.loss_curve_ = finetune(self, unet, adapter, vae, noise_scheduler, z,
-                                                   images, seed)
+            adapter = EEGAdapter(latents.embed_dim, cross_dim, self.n_adapt_tokens)
+        unet, adapter, self.loss_curve_ = finetune(self, unet, adapter, vae, noise_scheduler,
+                                                   latents, images, seed)
         return self._set_fitted(unet, adapter, vae, noise_scheduler, base_id, encoder,
                                 n_unet_params)
 
     # -- generation ------------------------------------------------------------
     def _get_pipeline(self):
-        import diffusers
-        from diffusers import StableDiffusionPipeline
+        from ._finetuning import sampling_pipeline
 
         if getattr(self, "_pipeline", None) is None:
-            try:
-                scheduler_cls = getattr(diffusers, self.scheduler)
-            except AttributeError as err:
-                raise ValueError(f"Unknown diffusers scheduler {self.scheduler!r}; use the "
-                                 "class name of one, e.g. 'DDIMScheduler'.") from err
-            self._pipeline = StableDiffusionPipeline(
-                vae=self.vae_, text_encoder=None, tokenizer=None, unet=self.unet_,
-                scheduler=scheduler_cls.from_config(self.noise_scheduler_.config),
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-            )
+            self._pipeline = sampling_pipeline(self.vae_, self.unet_, self.noise_scheduler_,
+                                               self.scheduler)
         self._pipeline.set_progress_bar_config(disable=not is_verbose(self.verbose))
         return self._pipeline
 

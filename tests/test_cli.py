@@ -8,7 +8,8 @@ from PIL import Image
 from mne_synapse.cli._config import data_spec, read_config
 from mne_synapse.cli import main
 
-VERBS = ("info", "demo", "fit-encoder", "fit-generator", "generate", "evaluate")
+VERBS = ("info", "demo", "fit-encoder", "fit-generator", "generate", "evaluate",
+         "convert-official")
 # The small_synthetic fixture's data set (cached once per session) and tiny training.
 TINY = """
 [data]

@@ -31,10 +31,21 @@ class UsageError(ValueError):
     """A problem with the command line or configuration file (exit status 2)."""
 
 
+def named_config(name):
+    """A configuration shipped with the package, by name (``--config paper``)."""
+    from .._paper import PAPER_GENERATE, PAPER_STAGE2
+
+    if name == "paper":  # the authors' values, each documented in mne_synapse/_paper.py
+        return {"generator": dict(PAPER_STAGE2), "generate": dict(PAPER_GENERATE)}
+    return None
+
+
 def read_config(path):
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) configuration file."""
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file, or a named configuration."""
     if path is None:
         return {}
+    if not Path(path).expanduser().exists() and named_config(path) is not None:
+        return named_config(path)
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")

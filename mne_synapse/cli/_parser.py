@@ -3,6 +3,7 @@
 import argparse
 
 from ._config import SECTIONS
+from .convert import convert_official
 from .demo import demo, info
 from .fit import fit_encoder, fit_generator
 from .generate import evaluate, generate
@@ -28,7 +29,8 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE",
                         help="TOML (or YAML, with pyyaml) file with sections "
-                             + ", ".join(f"[{s}]" for s in SECTIONS) + "; flags override it")
+                             + ", ".join(f"[{s}]" for s in SECTIONS) + ", or 'paper' (the "
+                             "authors' configuration); flags override it")
     common.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set encoder.lr=1e-3 "
                              "(repeatable; VALUE is read as TOML, else as a string)")
@@ -70,6 +72,20 @@ def build_parser():
     fit_gen.add_argument("--output", required=True, help="folder to save the generator in")
     fit_gen.add_argument("--steps", type=positive_int, help="finetuning steps (default 600)")
     fit_gen.add_argument("--base-model", help="'tiny' or a Stable Diffusion hub name or folder")
+
+    convert = verb("convert-official", convert_official,
+                   "read a checkpoint-N folder of the authors' Stage-2 trainer onto its base "
+                   "model and save it as a generator")
+    convert.add_argument("--checkpoint", required=True,
+                         help="their checkpoint-N folder (unet/, ip_adaption/, ema_unet/)")
+    convert.add_argument("--encoder", required=True,
+                         help="the Stage-1 encoder it was trained with: a folder written by "
+                              "fit-encoder (SynapseEncoder.save)")
+    convert.add_argument("--output", required=True, help="folder to save the generator in")
+    convert.add_argument("--base-model", default="stabilityai/stable-diffusion-2-1",
+                         help="the Stable Diffusion they finetuned, hub name or folder "
+                              "(default stabilityai/stable-diffusion-2-1)")
+    convert.add_argument("--ema", action="store_true", help="their EMA U-Net (ema_unet/)")
 
     for name, func, help_ in (
             ("generate", generate, "generate images from EEG and write PNG files"),

@@ -123,11 +123,20 @@ def _infer_n_layer(encoder_keys):
 
 def _load_strictly(module, state, what):
     """``load_state_dict(strict=True)`` with an error that names every mismatch."""
-    expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    check_state({key: tuple(value.shape) for key, value in module.state_dict().items()},
+                state, what)
+    module.load_state_dict(state, strict=True)
+
+
+def check_state(expected, state, what):
+    """Raise a ValueError naming every missing, unexpected and mis-shaped key of ``state``.
+
+    ``expected`` maps each key to its shape.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = sorted(key for key in set(expected) & set(state)
-                       if tuple(state[key].shape) != expected[key])
+                       if tuple(state[key].shape) != tuple(expected[key]))
     if missing or unexpected or misshaped:
         lines = [f"{what} does not match the network:"]
         if missing:
@@ -135,7 +144,6 @@ def _load_strictly(module, state, what):
         if unexpected:
             lines.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
         for key in misshaped:
-            lines.append(f"mis-shaped key {key}: expected {expected[key]}, "
+            lines.append(f"mis-shaped key {key}: expected {tuple(expected[key])}, "
                          f"found {tuple(state[key].shape)}")
         raise ValueError("\n  ".join(lines))
-    module.load_state_dict(state, strict=True)
