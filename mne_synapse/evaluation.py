@@ -1,4 +1,5 @@
-"""Evaluation protocols: leave one subject out, and zero-shot retrieval on unseen concepts.
+"""Evaluation protocols: leave one subject out, zero-shot retrieval on unseen concepts,
+and the shuffled-stimulus control.
 
 Every score comes with its chance level and a shuffled control.
 """
@@ -39,8 +40,11 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
         scikit-learn scorer (None: the estimator's ``score``, accuracy for
         classifiers).
     shuffled_control : bool
-        Also fit each fold on permuted training labels: the score a model
-        makes of the EEG-label pairing alone being broken (about chance).
+        Also fit each fold on training epochs whose stimuli are permuted
+        (:func:`permute_stimuli`: labels, images and captions move together,
+        so an encoder that learns from the images is refitted on the broken
+        pairing too): the score of the whole pipeline when the EEG carries
+        nothing about the stimulus (about chance).
     random_state : int | None
         Seed of the label permutations.
     verbose : bool | str | int | None
@@ -98,7 +102,9 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
         row = dict(subject=subject, score=float(scorer(model, epochs[test], y[test])),
                    chance=float(np.max(np.unique(y[test], return_counts=True)[1]) / len(test)))
         if shuffled_control:
-            control = clone(estimator).fit(epochs[train], rng.permutation(y[train]))
+            order = rng.permutation(len(train))
+            control = clone(estimator).fit(_permuted(epochs[train], order, (subject_column,)),
+                                           y[train][order])
             row["shuffled"] = float(scorer(control, epochs[test], y[test]))
         row.update(n_train=len(train), n_test=len(test))
         if is_verbose(verbose):
@@ -106,6 +112,52 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
                         f"(chance {row['chance']:.3f})")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def permute_stimuli(epochs, keep=("subject",), random_state=None):
+    """A copy of ``epochs`` whose stimuli are permuted among the epochs.
+
+    The EEG of each epoch is paired with another epoch's metadata row (image,
+    caption, label, ...: every column but ``keep``) and event code. A whole
+    pipeline fitted on such epochs, and scored on untouched test epochs,
+    gives the shuffled control: what it scores when the EEG says nothing
+    about the stimulus. Unlike permuting the labels alone, it also breaks the
+    pairing an encoder learns from (EEG with the CLIP embedding of its image).
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        Epochs with metadata.
+    keep : sequence of str
+        Metadata columns that stay with the EEG (they describe the recording,
+        not the stimulus).
+    random_state : int | None
+        Seed of the permutation.
+
+    Returns
+    -------
+    shuffled : mne.Epochs
+        The same EEG with permuted stimuli.
+    """
+    if not _inputs.is_epochs(epochs) or epochs.metadata is None:
+        raise TypeError("permute_stimuli needs mne.Epochs with metadata (the stimuli), got "
+                        f"{type(epochs).__name__}.")
+    missing = [c for c in keep if c not in epochs.metadata]
+    if missing:
+        raise ValueError(f"keep names columns that are not in the metadata: {missing}.")
+    order = np.random.default_rng(random_state).permutation(len(epochs))
+    return _permuted(epochs, order, keep)
+
+
+def _permuted(epochs, order, keep):
+    """``epochs`` with metadata rows (but ``keep``) and event codes taken in ``order``."""
+    shuffled = epochs.copy()
+    metadata = epochs.metadata.copy()
+    moved = [c for c in metadata.columns if c not in keep]
+    metadata[moved] = epochs.metadata[moved].iloc[order].to_numpy()
+    shuffled.metadata = metadata.astype(epochs.metadata.dtypes.to_dict())
+    shuffled.events[:, 2] = epochs.events[order, 2]
+    return shuffled
 
 
 def zero_shot(encoder, epochs, embed_images, image_column="image_path",

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from mne_synapse.evaluation import leave_one_subject_out
+from mne_synapse.evaluation import leave_one_subject_out, permute_stimuli
 
 
 def _flat(epochs):
@@ -53,6 +53,30 @@ def test_scores_beat_chance_and_the_shuffled_control(small_synthetic):
     assert np.all((scores.chance > 0) & (scores.chance < 1))
     assert scores.score.mean() > scores.chance.mean() + 0.1
     assert scores.shuffled.mean() < scores.score.mean()
+
+
+def test_permute_stimuli_moves_the_stimuli_not_the_eeg(small_synthetic):
+    epochs = small_synthetic.epochs
+    md = epochs.metadata
+    shuffled = permute_stimuli(epochs, random_state=0)
+    new = shuffled.metadata
+    np.testing.assert_array_equal(shuffled.get_data(), epochs.get_data())
+    np.testing.assert_array_equal(new.subject, md.subject)  # kept with the EEG
+    assert (new.image_id != md.image_id).mean() > 0.8
+    # Each epoch's stimulus columns come from one other epoch, all together.
+    rows = {tuple(r) for r in md[["image_id", "label", "caption"]].itertuples(index=False)}
+    assert {tuple(r) for r in new[["image_id", "label", "caption"]].itertuples(index=False)} \
+        <= rows
+    assert sorted(new.image_id) == sorted(md.image_id)
+    np.testing.assert_array_equal(shuffled.events[:, 2], new.label.to_numpy() + 1)
+    assert list(new.dtypes) == list(md.dtypes)
+    assert (epochs.metadata.image_id == md.image_id).all()  # the original is untouched
+    again = permute_stimuli(epochs, random_state=0).metadata
+    assert (again.image_id == new.image_id).all()
+    with pytest.raises(TypeError, match="metadata"):
+        permute_stimuli(epochs.get_data())
+    with pytest.raises(ValueError, match="not in the metadata"):
+        permute_stimuli(epochs, keep=("session",))
 
 
 def test_bad_inputs(small_synthetic):

@@ -74,6 +74,8 @@ def test_images_differ_within_class():
     (dict(n_subjects=0), "n_subjects"),
     (dict(n_times=2.5), "n_times"),
     (dict(sfreq=-1.0), "sfreq"),
+    (dict(neural_code="oscillatory"), "neural_code"),
+    (dict(neural_code="induced", sfreq=64.0), "sfreq >= 100"),
 ])
 def test_bad_parameters(kwargs, match, tmp_path):
     with pytest.raises(ValueError, match=match):
@@ -101,8 +103,8 @@ def test_class_information_present_but_not_trivial():
     assert clf.score(X[test], md.label[test]) < 0.2
 
 
-def test_source_amplitudes_follow_the_epochs_and_bound_decoding():
-    """The ground-truth amplitudes are per epoch and decode the class better than the EEG."""
+def test_source_amplitudes_follow_the_epochs_and_decode_the_class():
+    """The ground-truth amplitudes are per epoch; an LR reads the class from them well."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -123,9 +125,60 @@ def test_source_amplitudes_follow_the_epochs_and_bound_decoding():
     other = np.linalg.norm(a - np.roll(b, 1, axis=0), axis=1).mean()
     assert same < 0.8 * other, (same, other)
     train, test = (md.split == "train").to_numpy(), (md.split == "test").to_numpy()
-    ceiling = data.information_ceiling(train, test)
-    assert 0.7 < ceiling < 0.95, ceiling  # the EEG linear decoder: ~0.40
-    # Shuffled labels: the ceiling computation is not just echoing the class.
+    reference = data.source_lr_reference(train, test)
+    assert 0.7 < reference < 0.95, reference  # the EEG linear decoder: ~0.40
+    # Shuffled labels: the reference is not just echoing the class.
     shuffled = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
         amp[train], np.random.default_rng(0).permutation(md.label[train].to_numpy()))
     assert shuffled.score(amp[test], md.label[test]) < 0.25
+
+
+def _erp_and_band_power_accuracy(data):
+    """Held-out accuracy of two decoders: class-mean ERP templates, and log band power."""
+    from scipy.signal import butter, sosfiltfilt
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    md = data.epochs.metadata
+    X, y = data.epochs.get_data(), md.label.to_numpy()
+    train, test = (md.split != "test").to_numpy(), (md.split == "test").to_numpy()
+    # The trial-averaged ERP of each class, matched (correlation) to each test epoch.
+    templates = np.stack([X[train & (y == k)].mean(0).ravel() for k in np.unique(y)])
+    flat = X[test].reshape(test.sum(), -1)
+    corr = np.corrcoef(np.vstack([templates, flat]))[len(templates):, :len(templates)]
+    erp = np.mean(corr.argmax(1) == y[test])
+    sos = butter(4, [12, 40], "bandpass", fs=data.epochs.info["sfreq"], output="sos")
+    power = np.log(np.var(sosfiltfilt(sos, X, axis=-1), axis=-1))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=1000))
+    band = model.fit(power[train], y[train]).score(power[test], y[test])
+    return erp, band
+
+
+@pytest.mark.parametrize("code", ["erp", "induced", "mixed"])
+def test_neural_code_decides_what_carries_the_class(code, tmp_path):
+    """The induced world's class is invisible to the trial-averaged ERP but in band power.
+
+    The ERP world is the contrast: there the class-mean ERPs tell the classes
+    apart. The worlds share images, lead fields and noise (same seed).
+    """
+    data = make_synthetic(n_classes=5, n_images_per_class=30, n_subjects=2, snr=6.0,
+                          neural_code=code, cache_dir=tmp_path)
+    assert data.neural_code == code
+    erp, band = _erp_and_band_power_accuracy(data)  # chance: 0.2
+    if code == "erp":
+        assert erp > 0.45, erp
+    elif code == "induced":
+        assert erp < 0.3, erp
+        assert band > 0.45, band
+    else:
+        assert erp > 0.3 and band > 0.3, (erp, band)
+    again = make_synthetic(n_classes=5, n_images_per_class=30, n_subjects=2, snr=6.0,
+                           neural_code=code, cache_dir=tmp_path)  # from the cache
+    np.testing.assert_array_equal(again.source_amplitudes, data.source_amplitudes)
+    assert again.neural_code == code
+    if code == "induced":  # the same world but for the code
+        erp_world = make_synthetic(n_classes=5, n_images_per_class=30, n_subjects=2,
+                                   snr=6.0, cache_dir=tmp_path)
+        np.testing.assert_array_equal(erp_world.images, data.images)
+        assert not np.allclose(erp_world.epochs.get_data(), data.epochs.get_data())

@@ -1,9 +1,12 @@
 """A synthetic EEG-image data set that runs anywhere.
 
 Procedurally drawn stimuli (see :mod:`mne_synapse.datasets._drawing`) drive a
-handful of simulated cortical sources whose ERP-like waveforms (80-400 ms) are
-projected through a subject-specific lead field onto a 128-channel BioSemi
-montage, on top of pink background activity, occipital alpha and sensor noise.
+handful of simulated cortical sources, projected through a subject-specific
+lead field onto a 128-channel BioSemi montage, on top of pink background
+activity, occipital alpha and sensor noise. The sources carry the image in one
+of three neural codes (``neural_code``): the amplitude of phase-locked, ERP-like
+waveforms (80-400 ms), or the power of induced oscillations whose phase varies
+from trial to trial (invisible to the trial average), or a mix of both.
 """
 
 import shutil
@@ -15,10 +18,12 @@ import numpy as np
 
 from ..utils import fingerprint, get_cache_dir
 from . import _drawing
+from ._sources import induced_sources, lead_fields, pink_noise, project
 
 # Bump when the simulation changes so that stale caches are not reused.
 _SIMULATION_VERSION = 2
 _MONTAGE = "biosemi128"
+_NEURAL_CODES = ("erp", "induced", "mixed")
 
 
 @dataclass
@@ -47,10 +52,11 @@ class SyntheticEEGImages:
         Ground truth of the simulation: the amplitude of each stimulus-driven
         source in each epoch (image tuning, trial-to-trial variability and
         the subject's source gain), before projection to the scalp and the
-        background noise are added. Whatever a decoder reads from the EEG
-        about the image passes through these numbers, so a classifier on
-        them gives an information ceiling for EEG decoders (see
-        :meth:`information_ceiling`).
+        background noise are added: the height of an ERP source's waveform,
+        the envelope of an induced source's oscillation. See
+        :meth:`source_lr_reference`.
+    neural_code : ``'erp'`` | ``'induced'`` | ``'mixed'``
+        How the sources carry the image (see :func:`make_synthetic`).
     """
 
     epochs: object
@@ -60,12 +66,15 @@ class SyntheticEEGImages:
     class_names: list
     labels: np.ndarray
     source_amplitudes: np.ndarray
+    neural_code: str = "erp"
 
-    def information_ceiling(self, train, test):
-        """Accuracy of a classifier of the class from the true source amplitudes.
+    def source_lr_reference(self, train, test):
+        """Accuracy of a logistic regression on the true source amplitudes.
 
-        No EEG decoder (and no image generated from EEG) should be expected to
-        show the class more often on the same epochs: see ``source_amplitudes``.
+        A reference point at this training size, *not* a bound: it is one
+        linear model fitted on ``train``, and other models, or more training
+        epochs, can read the class from the EEG better than this model reads
+        it from the sources.
 
         Parameters
         ----------
@@ -88,45 +97,21 @@ class SyntheticEEGImages:
         return float(model.score(self.source_amplitudes[test], labels[test]))
 
 
-def _lead_fields(n_sources, rng, centre_pool):
-    """Dipole-like scalp patterns: a positive lobe and a weaker opposite one."""
-    centres = centre_pool[rng.choice(len(centre_pool), n_sources, replace=False)]
-    offsets = rng.normal(size=(n_sources, 3))
-    offsets *= 0.04 / np.linalg.norm(offsets, axis=1, keepdims=True)
-    widths = rng.uniform(0.025, 0.04, n_sources)
-    return centres, offsets, widths
-
-
-def _project(ch_pos, centres, offsets, widths):
-    """(n_chans, n_sources) gain matrix of the dipole-like patterns."""
-    def blob(c):
-        d2 = ((ch_pos[:, None, :] - c[None]) ** 2).sum(-1)
-        return np.exp(-d2 / (2 * widths[None] ** 2))
-
-    gain = blob(centres) - 0.6 * blob(centres + offsets)
-    return gain / np.abs(gain).max(axis=0, keepdims=True)
-
-
-def _pink_noise(rng, shape, sfreq):
-    """Noise with a 1/f power spectrum along the last axis."""
-    n_times = shape[-1]
-    spectrum = np.fft.rfft(rng.standard_normal(shape), axis=-1)
-    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
-    freqs[0] = freqs[1]
-    noise = np.fft.irfft(spectrum / np.sqrt(freqs), n=n_times, axis=-1)
-    return noise / noise.std(axis=-1, keepdims=True)
-
-
 def _simulate_subject(
-    rng, world, features, times, sfreq, snr, n_trials_per_image, ch_pos
+    rng, world, features, times, sfreq, snr, n_trials_per_image, ch_pos, code=None
 ):
-    """EEG of one subject for every (image, repetition), in volts, and source amplitudes."""
+    """EEG of one subject for every (image, repetition), in volts, and source amplitudes.
+
+    ``code`` (None: every source is an ERP) names the induced sources and
+    holds their parameters and random generator, apart from ``rng`` so that
+    the ERP world's numbers do not change.
+    """
     n_images = len(features)
     n_sources = len(world["latencies"])
     n_chans = len(ch_pos)
     # Inter-subject variability: anatomy (lead field), latency, gain, tuning.
     centres = world["centres"] + rng.normal(0, 0.008, world["centres"].shape)
-    gain = _project(ch_pos, centres, world["offsets"], world["widths"])
+    gain = project(ch_pos, centres, world["offsets"], world["widths"])
     latencies = world["latencies"] + rng.normal(0, 0.012)
     source_gain = rng.uniform(0.7, 1.3, n_sources)
     tuning = world["tuning"] + 0.3 * rng.standard_normal(world["tuning"].shape) / np.sqrt(
@@ -151,6 +136,12 @@ def _simulate_subject(
     )
     amplitudes = drive * source_gain[None, :]
     sources = amplitudes[:, :, None] * waveforms
+    if code is not None:
+        induced, induced_amplitudes = induced_sources(code["rng"], code, drive, source_gain,
+                                                       times)
+        mask = code["mask"]
+        sources[:, mask] = induced[:, mask]
+        amplitudes[:, mask] = induced_amplitudes[:, mask]
     signal = np.einsum("cs,nst->nct", gain, sources)
     signal += np.einsum("c,t->ct", gain[:, 0] + gain[:, 1], common)[None]
     signal *= 2e-6 * snr
@@ -159,8 +150,8 @@ def _simulate_subject(
     n_background = 24
     bg_centres = ch_pos[rng.choice(n_chans, n_background, replace=False)]
     bg_offsets = rng.normal(0, 0.03, (n_background, 3))
-    bg_gain = _project(ch_pos, bg_centres, bg_offsets, np.full(n_background, 0.04))
-    pink = _pink_noise(rng, (n_trials, n_background, len(times)), sfreq)
+    bg_gain = project(ch_pos, bg_centres, bg_offsets, np.full(n_background, 0.04))
+    pink = pink_noise(rng, (n_trials, n_background, len(times)), sfreq)
     noise = np.einsum("cs,nst->nct", bg_gain, pink) * 4e-6
     alpha_freq = rng.uniform(9, 11.5, (n_trials, 1))
     alpha_phase = rng.uniform(0, 2 * np.pi, (n_trials, 1))
@@ -173,7 +164,7 @@ def _simulate_subject(
 
 def _simulate(
     n_classes, n_images_per_class, n_subjects, n_repetitions, sfreq, n_times,
-    snr, image_size, random_state, image_dir,
+    snr, image_size, random_state, image_dir, neural_code="erp",
 ):
     import mne
     import pandas as pd
@@ -202,7 +193,7 @@ def _simulate(
     ch_pos = np.array([montage.get_positions()["ch_pos"][ch] for ch in ch_names])
     posterior = ch_pos[ch_pos[:, 1] < -0.01]
     n_sources = 10
-    centres, offsets, widths = _lead_fields(n_sources, rng, posterior)
+    centres, offsets, widths = lead_fields(n_sources, rng, posterior)
     world = dict(
         centres=centres, offsets=offsets, widths=widths,
         latencies=np.sort(rng.uniform(0.08, 0.4, n_sources)),
@@ -212,12 +203,26 @@ def _simulate(
         / np.sqrt(features.shape[1]) * 2.0,
     )
     times = np.arange(n_times) / sfreq
+    code = None
+    if neural_code != "erp":
+        # Drawn from their own generator: the images, lead fields, tuning and
+        # noise are those of the ERP world with the same seed.
+        code_rng = np.random.default_rng([random_state, 0, 1])
+        code = dict(
+            mask=(np.ones(n_sources, bool) if neural_code == "induced"
+                  else np.arange(n_sources) % 2 == 1),
+            freqs=code_rng.uniform(13, 35, n_sources),  # beta / low gamma, above the alpha
+            centres=code_rng.uniform(0.15, 0.35, n_sources),
+            widths=code_rng.uniform(0.05, 0.1, n_sources),
+        )
 
     data, amplitudes, rows = [], [], []
     for subject in range(1, n_subjects + 1):
         subject_rng = np.random.default_rng([random_state, subject])
+        if code is not None:
+            code["rng"] = np.random.default_rng([random_state, subject, 1])
         x, image_index, amp = _simulate_subject(
-            subject_rng, world, features, times, sfreq, snr, n_repetitions, ch_pos
+            subject_rng, world, features, times, sfreq, snr, n_repetitions, ch_pos, code
         )
         order = subject_rng.permutation(len(image_index))  # shuffled presentation
         data.append(x[order])
@@ -246,7 +251,7 @@ def _simulate(
         metadata=metadata, verbose=False,
     )
     return SyntheticEEGImages(epochs, images, image_ids, captions, class_names, labels,
-                              np.concatenate(amplitudes).astype(np.float32))
+                              np.concatenate(amplitudes).astype(np.float32), neural_code)
 
 
 def make_synthetic(
@@ -259,6 +264,7 @@ def make_synthetic(
     snr=3.0,
     image_size=32,
     random_state=0,
+    neural_code="erp",
     cache_dir=None,
     verbose=None,
 ):
@@ -266,11 +272,26 @@ def make_synthetic(
 
     Every image is seen ``n_repetitions`` times by each of ``n_subjects``
     subjects. The images' visual features (shape, colour, texture, position,
-    size, rotation, background) drive ten simulated cortical sources with
-    ERP-like waveforms at latencies of 80-400 ms. Subjects differ in lead
-    field (source positions jittered by ~8 mm), latency (~12 ms), source gain
-    and tuning. Background: pink activity of 24 random sources, occipital
-    alpha, sensor noise.
+    size, rotation, background: all visible in the image, which is all that
+    drives the simulation; the captions describe the same visible
+    properties) drive ten simulated cortical sources. Subjects differ in
+    lead field (source positions jittered by ~8 mm), latency (~12 ms), source
+    gain and tuning. Background: pink activity of 24 random sources,
+    occipital alpha, sensor noise; a common visual evoked response that
+    carries no image information.
+
+    How the sources carry the image is the ``neural_code``:
+
+    - ``'erp'``: the amplitude of phase-locked ERP-like waveforms at
+      latencies of 80-400 ms, with fixed spatial patterns (the prior of
+      Xdawn and of time-domain linear models);
+    - ``'induced'``: the power of 13-35 Hz oscillations under a 150-350 ms
+      envelope, with a random phase on every trial: the trial-averaged ERP
+      carries no image information, band power does (the prior of
+      filter-bank / log-power models such as ShallowFBCSPNet);
+    - ``'mixed'``: half of the sources of each kind.
+
+    The three worlds share the seed's images, lead fields, tuning and noise.
 
     At the defaults (``snr=3``, 10 classes, 4 subjects), a linear baseline
     (``Vectorizer + StandardScaler + LogisticRegression(C=0.01)`` on 4x
@@ -298,6 +319,9 @@ def make_synthetic(
         Width and height of the stimuli in pixels.
     random_state : int
         Seed: the same seed gives the same data set, bit for bit.
+    neural_code : ``'erp'`` | ``'induced'`` | ``'mixed'``
+        How the sources carry the image (see above). ``'induced'`` and
+        ``'mixed'`` need ``sfreq >= 100`` (oscillations up to about 37 Hz).
     cache_dir : path-like | None
         Where to cache the data set; defaults to
         ``mne_synapse.get_cache_dir('synthetic')``. The stimulus PNG files the
@@ -329,6 +353,11 @@ def make_synthetic(
     if not sfreq > 0 or not snr >= 0:
         raise ValueError(f"sfreq must be > 0 and snr >= 0, got {sfreq!r} and {snr!r}.")
     _drawing.class_table(n_classes)  # validates n_classes
+    if neural_code not in _NEURAL_CODES:
+        raise ValueError(f"neural_code must be one of {_NEURAL_CODES}, got {neural_code!r}.")
+    if neural_code != "erp" and sfreq < 100:
+        raise ValueError(f"neural_code={neural_code!r} simulates oscillations up to about 37 Hz: "
+                         f"it needs sfreq >= 100, got {sfreq!r}.")
 
     key_params = dict(
         version=_SIMULATION_VERSION, n_classes=n_classes,
@@ -336,6 +365,8 @@ def make_synthetic(
         n_repetitions=n_repetitions, sfreq=float(sfreq), n_times=n_times,
         snr=float(snr), image_size=image_size, random_state=random_state,
     )
+    if neural_code != "erp":  # the ERP world keeps the cache folder it always had
+        key_params["neural_code"] = neural_code
     root = Path(cache_dir) if cache_dir is not None else get_cache_dir("synthetic")
     folder = root / fingerprint(key_params)[:16]
     if (folder / "images.npz").exists():
@@ -345,7 +376,7 @@ def make_synthetic(
         return SyntheticEEGImages(
             epochs, stored["images"], stored["image_ids"].tolist(),
             stored["captions"].tolist(), stored["class_names"].tolist(),
-            stored["labels"], stored["source_amplitudes"],
+            stored["labels"], stored["source_amplitudes"], neural_code,
         )
 
     mne.utils.logger.info(f"Simulating synthetic data set into {folder}")
