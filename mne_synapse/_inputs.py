@@ -235,17 +235,21 @@ def check_option(value, name, options):
     return value
 
 
-def check_module_kwargs(module_kwargs, module_class, from_data=()):
+def check_module_kwargs(module_kwargs, module_class, from_data=(), refused=None):
     """Raise unless ``module_kwargs`` are keyword arguments of ``module_class``.
 
     ``from_data`` names the arguments the estimator takes from the data; they
-    cannot be set by hand.
+    cannot be set by hand. ``refused`` maps other arguments the estimator
+    cannot take to the reason.
     """
     import inspect
 
     if not isinstance(module_kwargs, dict):
         raise TypeError(f"module_kwargs must be a dict or None, got "
                         f"{type(module_kwargs).__name__}.")
+    for key, reason in (refused or {}).items():
+        if key in module_kwargs:
+            raise ValueError(f"module_kwargs cannot set {key!r}: {reason}.")
     allowed = set(inspect.signature(module_class.__init__).parameters) - {"self", *from_data}
     unknown = sorted(set(module_kwargs) - allowed)
     if unknown:

@@ -217,8 +217,11 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         if self.module_kwargs is not None:
             from .models import SynapseAutoencoder
 
-            _inputs.check_module_kwargs(self.module_kwargs, SynapseAutoencoder,
-                                        from_data=("n_chans", "n_times", "sfreq", "chs_info"))
+            _inputs.check_module_kwargs(
+                self.module_kwargs, SynapseAutoencoder,
+                from_data=("n_chans", "n_times", "sfreq", "chs_info"), refused=dict(
+                    n_outputs="SynapseEncoder trains the autoencoder; for a classifier use "
+                    "braindecode.EEGClassifier(SynapseAutoencoder.from_preset(..., n_outputs=k))"))
         _inputs.check_device(self.device)
         _inputs.check_accelerator(self.accelerator)
         if self.accelerator is not None and self.checkpoint_dir is not None:

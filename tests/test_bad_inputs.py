@@ -247,6 +247,9 @@ CASES = [
         module_kwargs=dict(width=8)).fit(c.epochs), ValueError, r"use \['dropout', 'electrode_"),
     ("param-module_kwargs-from-data", lambda c, t: SynapseEncoder(
         module_kwargs=dict(n_chans=8)).fit(c.epochs), ValueError, r"come from the data"),
+    ("encoder-module-kwargs-head", lambda c, t: SynapseEncoder(
+        module_kwargs=dict(n_outputs=3)).fit(c.epochs), ValueError,
+     r"cannot set 'n_outputs'.*braindecode.EEGClassifier"),
     ("param-device", lambda c, t: SynapseEncoder(device="gpu0").fit(c.epochs),
      ValueError, "use 'cpu' or 'cuda'"),
     # -- CLIP ------------------------------------------------------------------------

@@ -1,11 +1,37 @@
-"""Torch modules of SYNAPSE (plain ``nn.Module`` s; only shipped configs are read)."""
+"""Torch modules of SYNAPSE (plain ``nn.Module`` s; only shipped configs are read).
 
-from .adapter import EEGAdapter
-from .attention import EEGAttnProcessor, install_eeg_processors
-from .hybrid_autoencoder import PRESETS, SynapseAutoencoder, count_parameters
-from .recipes import RECIPES, apply_recipe, count_recipe
-from .sd_configs import UNET_CONFIGS, load_unet_config
+The Stage-1 autoencoders are braindecode models (``EEGModuleMixin``), and
+braindecode takes seconds to import; names are therefore imported when first
+used, so Stage 2 (adapter, attention, recipes) does not pay for it.
+"""
 
-__all__ = ["PRESETS", "RECIPES", "UNET_CONFIGS", "EEGAdapter", "EEGAttnProcessor",
-           "SynapseAutoencoder", "apply_recipe", "count_parameters", "count_recipe",
-           "install_eeg_processors", "load_unet_config"]
+import importlib
+
+_LAZY = {
+    "EEGAdapter": "adapter",
+    "EEGAttnProcessor": "attention",
+    "install_eeg_processors": "attention",
+    "PRESETS": "hybrid_autoencoder",
+    "SynapseAutoencoder": "hybrid_autoencoder",
+    "OfficialAutoencoder": "official_autoencoder",
+    "count_parameters": "_checks",
+    "RECIPES": "recipes",
+    "apply_recipe": "recipes",
+    "count_recipe": "recipes",
+    "UNET_CONFIGS": "sd_configs",
+    "load_unet_config": "sd_configs",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mne_synapse.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

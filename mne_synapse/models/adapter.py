@@ -8,7 +8,7 @@ through its own key/value projections (see :mod:`mne_synapse.models.attention`).
 import torch
 from torch import nn
 
-from .hybrid_autoencoder import _check_int
+from ._checks import check_int
 
 
 class EEGAdapter(nn.Module):
@@ -38,7 +38,7 @@ class EEGAdapter(nn.Module):
             cross_attention_dim = embed_dim
         for name, val in dict(embed_dim=embed_dim, cross_attention_dim=cross_attention_dim,
                               n_adapt_tokens=n_adapt_tokens).items():
-            _check_int(val, name)
+            check_int(val, name)
         self.embed_dim = int(embed_dim)
         self.cross_attention_dim = int(cross_attention_dim)
         self.n_adapt_tokens = int(n_adapt_tokens)

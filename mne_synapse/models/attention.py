@@ -11,7 +11,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 from torch.nn import functional as F
 
-from .hybrid_autoencoder import _check_int
+from ._checks import check_int
 
 
 def _copy_linear(linear):
@@ -82,7 +82,7 @@ class EEGAttnProcessor(nn.Module):
         if not getattr(attn, "is_cross_attention", False):
             raise ValueError("EEGAttnProcessor serves cross-attention layers (attn2); got a "
                              f"{type(attn).__name__} without cross_attention_dim.")
-        _check_int(n_adapt_tokens, "n_adapt_tokens")
+        check_int(n_adapt_tokens, "n_adapt_tokens")
         self.n_adapt_tokens = int(n_adapt_tokens)
         self.scale = float(scale)
         self.to_k_ip = _copy_linear(attn.to_k)

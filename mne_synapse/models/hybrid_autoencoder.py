@@ -7,11 +7,12 @@ decoder rebuilds the EEG from ``Z_latent`` alone, so the reconstruction loss
 regularises the latent itself rather than a side path.
 """
 
-import numbers
-
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ._checks import check_int
+from .eeg_module import EEGLatentModule
 
 # Electrode counts of the paper after the first level (128 -> 64 -> 16 -> 4 -> 1).
 _PAPER_ELECTRODE_TAIL = (64, 16, 4, 1)
@@ -26,25 +27,6 @@ PRESETS = {
         n_tokens=24, embed_dim=64, dropout=0.5,
     ),
 }
-
-
-def count_parameters(module, trainable_only=True):
-    """Count the parameters of a module.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The module.
-    trainable_only : bool
-        If True, count only parameters with ``requires_grad``.
-
-    Returns
-    -------
-    n : int
-        The number of scalar parameters.
-    """
-    return sum(p.numel() for p in module.parameters()
-               if p.requires_grad or not trainable_only)
 
 
 def _n_groups(width, n_positions, max_groups=32):
@@ -161,7 +143,7 @@ class _Level(nn.Module):
         return self.attn(self.res(x))
 
 
-class SynapseAutoencoder(nn.Module):
+class SynapseAutoencoder(EEGLatentModule):
     """CLIP-aligned hybrid EEG autoencoder (Stage 1 of SYNAPSE).
 
     A per-electrode linear "1x1 temporal projection" turns each electrode's
@@ -183,7 +165,8 @@ class SynapseAutoencoder(nn.Module):
         Number of samples per window. Inferred from
         ``input_window_seconds * sfreq`` if None.
     sfreq : float | None
-        Sampling frequency (only stored, or used to infer ``n_times``).
+        Sampling frequency (stored, or used to infer ``n_times`` or
+        ``input_window_seconds``).
     chs_info : list of dict | None
         Channel descriptions, e.g. ``info["chs"]`` of :class:`mne.Info`.
     widths : tuple of int
@@ -205,31 +188,36 @@ class SynapseAutoencoder(nn.Module):
         Dropout of the residual blocks.
     input_window_seconds : float | None
         Window length, used with ``sfreq`` to infer ``n_times``.
+    n_outputs : int | None
+        Classes of a linear head on the token mean of ``Z_latent``. Without
+        it ``forward`` returns ``(z, x_hat)`` (what Stage 1 trains); with it,
+        class scores, so ``braindecode.EEGClassifier`` trains the network end
+        to end.
+
+    Notes
+    -----
+    A braindecode model (``EEGModuleMixin``, see
+    :class:`~mne_synapse.models.eeg_module.EEGLatentModule`): the signal
+    properties are inferred as braindecode infers them, and ``forward(x,
+    return_features=True)`` gives the pooled latent.
     """
 
     def __init__(self, n_chans=None, n_times=None, sfreq=None, chs_info=None, *,
                  widths=(64, 128, 256, 512, 1024), electrode_schedule=None,
                  n_res_blocks=2, n_heads=16, n_tokens=77, embed_dim=1024,
-                 dropout=0.5, input_window_seconds=None):
-        super().__init__()
-        if chs_info is not None:
-            if n_chans is not None and n_chans != len(chs_info):
-                raise ValueError(f"n_chans={n_chans} differs from len(chs_info)="
-                                 f"{len(chs_info)}.")
-            n_chans = len(chs_info)
-        if n_chans is None:
-            raise ValueError("n_chans could not be inferred: pass n_chans or chs_info.")
-        if n_times is None and input_window_seconds is not None and sfreq is not None:
-            n_times = int(round(input_window_seconds * sfreq))
-        if n_times is None:
-            raise ValueError("n_times could not be inferred: pass n_times (or "
-                             "input_window_seconds and sfreq).")
+                 dropout=0.5, input_window_seconds=None, n_outputs=None):
+        # braindecode checks the signal properties against each other and infers
+        # the missing ones (n_chans from chs_info, n_times from the window).
+        super().__init__(n_outputs=n_outputs, n_chans=n_chans, chs_info=chs_info,
+                         n_times=n_times, input_window_seconds=input_window_seconds,
+                         sfreq=sfreq)
+        n_chans, n_times = self.n_chans, self.n_times
         widths = tuple(widths)
         sizes = dict(n_chans=n_chans, n_times=n_times, n_res_blocks=n_res_blocks,
                      n_heads=n_heads, n_tokens=n_tokens, embed_dim=embed_dim)
         sizes.update({f"widths[{i}]": w for i, w in enumerate(widths or [None])})
         for name, val in sizes.items():
-            _check_int(val, name)
+            check_int(val, name)
         n_chans, n_times, widths = int(n_chans), int(n_times), tuple(map(int, widths))
         bad = [w for w in widths if w % n_heads]
         if bad:
@@ -246,9 +234,6 @@ class SynapseAutoencoder(nn.Module):
         _check_schedule(electrode_schedule, n_chans, len(widths))
         electrode_schedule = tuple(map(int, electrode_schedule))
 
-        # Same attribute names as braindecode's EEGModuleMixin (None when unknown).
-        self.n_chans, self.n_times, self.sfreq = n_chans, n_times, sfreq
-        self.chs_info, self.input_window_seconds = chs_info, input_window_seconds
         self.widths, self.electrode_schedule = widths, electrode_schedule
         self.n_res_blocks, self.n_heads = n_res_blocks, n_heads
         self.n_tokens, self.embed_dim, self.dropout = n_tokens, embed_dim, dropout
@@ -278,11 +263,7 @@ class SynapseAutoencoder(nn.Module):
             _AxisLinear(sched[i + 1], sched[i]) for i in range(len(widths) - 1)])
         self.dec_out = nn.Sequential(nn.LayerNorm(widths[0]),
                                      nn.Linear(widths[0], n_times))
-
-    @property
-    def input_shape(self):
-        """Input shape for a batch of one: ``(1, n_chans, n_times)``."""
-        return (1, self.n_chans, self.n_times)
+        self._build_head(embed_dim)
 
     @property
     def latent_shape(self):
@@ -381,37 +362,13 @@ class SynapseAutoencoder(nn.Module):
                 h = self.dec_up[i - 1](h)
         return self.dec_out(h)
 
-    def forward(self, x):
-        """Encode and decode.
-
-        Parameters
-        ----------
-        x : torch.Tensor, shape (batch, n_chans, n_times)
-            The EEG windows.
-
-        Returns
-        -------
-        z : torch.Tensor, shape (batch, n_tokens, embed_dim)
-            ``Z_latent``.
-        x_hat : torch.Tensor, shape (batch, n_chans, n_times)
-            The reconstruction from ``z``.
-        """
-        z = self.encode(x)
-        return z, self.decode(z)
-
-
-def _check_int(value, name):
-    # numbers.Integral also admits numpy integers (e.g. sizes read from arrays).
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
 
 def _check_schedule(schedule, n_chans, n_levels):
     if len(schedule) != n_levels:
         raise ValueError(f"electrode_schedule={schedule} must have one entry per "
                          f"level ({n_levels} widths).")
     for e in schedule:
-        _check_int(e, "every entry of electrode_schedule")
+        check_int(e, "every entry of electrode_schedule")
     if schedule[0] != n_chans:
         raise ValueError(f"electrode_schedule[0]={schedule[0]} must equal "
                          f"n_chans={n_chans}.")

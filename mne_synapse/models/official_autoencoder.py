@@ -25,6 +25,7 @@ import numbers
 import torch
 from torch import nn
 
+from .eeg_module import EEGLatentModule
 from .official_blocks import (Pointwise, Stage, TokenLinear, TokenResample, TransformerUnit,
                               trunc_normal_embedding)
 
@@ -176,24 +177,48 @@ class OfficialDecoder(nn.Module):
         return self.out_layer(h).transpose(1, 2)
 
 
-class OfficialAutoencoder(nn.Module):
+class OfficialAutoencoder(EEGLatentModule):
     """The authors' Stage-1 autoencoder (``eeg_AutoEncoder``): encoder and decoder.
 
     Parameters
     ----------
     n_layer, n_head, dropout
         As for :class:`OfficialEncoder`.
+    n_outputs : int | None
+        Classes of a linear head on the token mean of ``Z_latent`` (not in
+        their code); with it ``forward`` returns class scores instead of
+        ``(z, x_hat)``, for ``braindecode.EEGClassifier``.
+    n_chans, n_times, chs_info, input_window_seconds, sfreq
+        braindecode's signal properties. The network is built for their
+        ``128`` electrodes and ``440`` samples (20-460 ms at 1 kHz), the
+        defaults; other values are refused.
 
     Notes
     -----
     49,459,914 parameters with ``n_layer=2``. The attribute names ``Encoder``
-    and ``Decoder`` are theirs: they prefix the keys of their trainer's files.
+    and ``Decoder`` are theirs: they prefix the keys of their trainer's files
+    (the head, when there is one, is ``final_layer.*``). A braindecode model
+    like :class:`~mne_synapse.models.SynapseAutoencoder` (see
+    :class:`~mne_synapse.models.eeg_module.EEGLatentModule`).
     """
 
-    def __init__(self, n_layer=2, n_head=64, dropout=0.5):
-        super().__init__()
+    def __init__(self, n_layer=2, n_head=64, dropout=0.5, *, n_outputs=None, n_chans=None,
+                 n_times=None, chs_info=None, input_window_seconds=None, sfreq=None):
+        if n_chans is None and chs_info is None:
+            n_chans = N_ELECTRODES
+        if n_times is None and (input_window_seconds is None or sfreq is None):
+            n_times = N_SAMPLES
+        super().__init__(n_outputs=n_outputs, n_chans=n_chans, chs_info=chs_info,
+                         n_times=n_times, input_window_seconds=input_window_seconds,
+                         sfreq=sfreq)
+        if (self.n_chans, self.n_times) != (N_ELECTRODES, N_SAMPLES):
+            raise ValueError(
+                f"The authors' network takes {N_ELECTRODES} electrodes x {N_SAMPLES} "
+                f"samples (20-460 ms at 1 kHz); got n_chans={self.n_chans}, "
+                f"n_times={self.n_times}. Use SynapseAutoencoder for other montages.")
         self.Encoder = OfficialEncoder(n_layer, n_head, dropout)
         self.Decoder = OfficialDecoder(n_layer, n_head, dropout)
+        self._build_head(EMBED_DIM)
 
     def encode(self, x):
         """``Z_latent`` ``(n_epochs, 77, 1024)`` of EEG ``(n_epochs, 128, 440)``."""
@@ -202,8 +227,3 @@ class OfficialAutoencoder(nn.Module):
     def decode(self, z):
         """EEG ``(n_epochs, 128, 440)`` rebuilt from ``Z_latent`` ``(n_epochs, 77, 1024)``."""
         return self.Decoder(z)
-
-    def forward(self, x):
-        """Encode and decode; returns ``(z, x_hat)`` like our ``SynapseAutoencoder``."""
-        z = self.Encoder(x)
-        return z, self.Decoder(z)
