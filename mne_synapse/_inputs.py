@@ -260,6 +260,20 @@ def check_module_kwargs(module_kwargs, module_class, from_data=(), refused=None)
     return module_kwargs
 
 
+def noise_generator(random_state):
+    """The torch generator of sampling noise: ``torch.Generator().manual_seed(s)`` for an int ``s``.
+
+    That is what diffusers users pass a pipeline, so equal seeds give equal
+    noise here and there; None or a ``RandomState`` draws the seed.
+    """
+    import torch
+    from sklearn.utils import check_random_state
+
+    if not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool):
+        random_state = check_random_state(random_state).randint(2**31 - 1)
+    return torch.Generator().manual_seed(int(random_state))
+
+
 def check_accelerator(accelerator, grad_accumulation=None, mixed_precision=None):
     """Raise unless ``accelerator`` is None or an ``accelerate.Accelerator``.
 

@@ -319,8 +319,10 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             Images per epoch (paper: 5).
         num_inference_steps, guidance_scale : int | None, float | None
             Override the defaults set in the constructor.
-        random_state : int | None
-            Seed of the initial noise: equal seeds give equal images.
+        random_state : int | RandomState | None
+            Seed of the initial noise: an int ``s`` draws it from
+            ``torch.Generator().manual_seed(s)``, as a stock diffusers pipeline
+            given that generator does (see :meth:`export_diffusers`).
         batch_size : int
             Epochs per pipeline call.
         output_type : ``'pil'`` | ``'np'``
@@ -340,8 +342,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             raise ValueError(f"output_type must be 'pil' or 'np', got {output_type!r}.")
         z = self.encoder_.latent(X)
         pipe = self._get_pipeline()
-        seed = int(np.random.RandomState(random_state).randint(2**31 - 1))
-        generator = torch.Generator().manual_seed(seed)
+        generator = _inputs.noise_generator(random_state)
         steps = num_inference_steps or self.num_inference_steps
         guidance = self.guidance_scale if guidance_scale is None else guidance_scale
         out = []
@@ -361,6 +362,16 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         from PIL import Image
 
         return [[Image.fromarray(im) for im in row] for row in images]
+
+    def export_diffusers(self, folder, overwrite=False):
+        """Write a folder stock diffusers uses without mne-synapse: U-Net, VAE, IP-Adapter.
+
+        See :func:`mne_synapse.interop.diffusers_export.export_diffusers` (the
+        layout, the calls, the refusals) and :doc:`/sharing`.
+        """
+        from .interop.diffusers_export import export_diffusers
+
+        return export_diffusers(self, folder, overwrite=overwrite)
 
     # -- persistence -------------------------------------------------------------
     def _trained_state(self):
@@ -394,9 +405,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             n_trainable=(f"{self.n_trainable_params_:,} trainable parameters (the recipe and "
                          f"f_adapt), {100 * self.trainable_fraction_:.2f}% of the U-Net."),
             load_lines=["images = model.generate(epochs, n_images=5, random_state=0)"],
-            notes=["`export_diffusers(folder)` writes a folder that stock diffusers loads "
-                   "without mne-synapse (see the mne-synapse documentation, \"Sharing "
-                   "and reusing models\")."])
+            notes=["`model.export_diffusers(folder)` writes a folder that stock diffusers "
+                   "uses without mne-synapse (doc: \"Sharing and reusing models\")."])
 
     @classmethod
     def _load_folder(cls, path, base_model=None, device="cpu"):

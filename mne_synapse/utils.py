@@ -100,9 +100,7 @@ def atomic_write(path, write_fn, mode="wb"):
             write_fn(fid)
             fid.flush()
             os.fsync(fid.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use normal permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -110,6 +108,59 @@ def atomic_write(path, write_fn, mode="wb"):
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def write_folder(path, write_fn, overwrite=False):
+    """Write a whole folder so that nothing half written is ever at ``path``.
+
+    ``write_fn(tmp)`` fills a temporary folder beside ``path``; its files are
+    fsynced and it is renamed to ``path``. An existing ``path`` is refused
+    unless it is empty or ``overwrite``; then it is moved aside, replaced and
+    deleted (a crash between the two renames leaves it as ``.<name>.old-*``).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The folder.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file; pass a folder.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True to "
+                              "replace it, or another folder.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = None
+    try:
+        write_fn(tmp)
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb+") as fid:
+                    os.fsync(fid.fileno())
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+        if path.is_dir():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(folder):
