@@ -149,7 +149,7 @@ class HubMixin:
     model card (``README.md``). A subclass defines ``_saved_files()`` (its
     files by name), ``_card()`` (what its card says, keyword arguments of
     ``mne_synapse._model_card.model_card``), ``_load_folder(folder, **kwargs)``
-    (a classmethod) and ``_fitted_attribute``.
+    (a classmethod).
     """
 
     def save_pretrained(self, save_directory, *, repo_id=None, license=None, datasets=None,
@@ -181,7 +181,7 @@ class HubMixin:
 
         from ._model_card import model_card
 
-        check_is_fitted(self, self._fitted_attribute)
+        check_is_fitted(self)
         files = self._saved_files()
         card = self._card()
         card["tags"] = [*card["tags"], *(tags or ())]

@@ -377,8 +377,6 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         return x_hat.astype(np.float32)
 
     # -- persistence (save_pretrained, from_pretrained, push_to_hub: HubMixin) -----
-    _fitted_attribute = "net_"
-
     def _saved_params(self):
         return {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED}
 

@@ -379,8 +379,6 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         state.update({f"adapter.{k}": v for k, v in self.adapter_.state_dict().items()})
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    _fitted_attribute = "unet_"
-
     def _saved_params(self):
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if k not in ("encoder", "accelerator")}
@@ -397,9 +395,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
 
     def _card(self):
         return dict(
-            summary=(f"A SYNAPSE EEG-to-image generator: f_adapt and the finetuned "
-                     f"{self.recipe!r} recipe of {self.base_id_}, with its Stage-1 encoder "
-                     "(encoder/). The base model itself is not in this folder."),
+            summary=(f"A SYNAPSE EEG-to-image generator: f_adapt and the {self.recipe!r} recipe "
+                     f"finetuned on {self.base_id_} (not in this folder); encoder in encoder/."),
             params=self._saved_params(), base_model=_persistence.hub_id(self.base_id_),
             tags=["eeg", "eeg-to-image", "stable-diffusion", "mne"],
             n_trainable=(f"{self.n_trainable_params_:,} trainable parameters (the recipe and "
