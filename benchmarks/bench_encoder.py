@@ -115,7 +115,7 @@ def main(argv=None):
 
     from mne_synapse.clip import CLIPEmbedder
     from mne_synapse.datasets import load_cvpr40, make_synthetic
-    from mne_synapse.models import SynapseAutoencoder, count_parameters
+    from mne_synapse.models import build_autoencoder, count_parameters
 
     mne.set_log_level("WARNING")
     synthetic = None  # the simulation's ground truth gives the LR reference
@@ -230,9 +230,10 @@ def main(argv=None):
         top1, top5, chance = np.mean(values, axis=0)
         print(f"| {setting} | {top1:.3f} | {top5:.3f} | {chance:.3f} |")
 
-    paper = SynapseAutoencoder.from_preset("paper", n_chans=128, n_times=440)
-    print(f"\nSynapseAutoencoder 'paper' preset (128 x 440 -> 77 x 1024): "
-          f"{count_parameters(paper) / 1e6:.2f} M parameters")
+    for preset, what in (("hybrid", "ours at full size"), ("paper", "the authors' network")):
+        full = build_autoencoder(preset, n_chans=128, n_times=440)
+        print(f"\npreset {preset!r} ({what}, 128 x 440 -> 77 x 1024): "
+              f"{count_parameters(full) / 1e6:.2f} M parameters")
 
 
 if __name__ == "__main__":

@@ -43,14 +43,14 @@ print(epochs)  # about 11,900 epochs of 128 channels x 440 samples (20-460 ms)
 # %%
 # Stage 1: the CLIP-aligned encoder
 # ---------------------------------
-# The paper's sizes (``preset='paper'``) and training (AdamW, lr 1e-4, batch
-# 32, up to 1000 epochs, clipping at 1). Captions: CVPR40 has none, so the
+# The authors' network and training (``SynapseEncoder.paper()``: AdamW, lr 1e-4,
+# batch 32, up to 1000 epochs, clipping at 1, ViT-H-14 targets, their losses).
+# ``SynapseEncoder.from_official("EEGEncoder_BLIP2_69000.pth")`` would instead
+# start from their released weights. Captions: CVPR40 has none, so the
 # class wnid fills ``caption_template``; add a ``caption`` column to
 # ``epochs.metadata`` (the authors used BLIP-2 captions) for richer targets.
 # A validation set of held-out *images* stops training when it stops improving.
-encoder = SynapseEncoder(
-    preset="paper", clip_model="ViT-H-14", clip_pretrained="laion2b_s32b_b79k",
-    max_epochs=1000, batch_size=32, lr=1e-4, grad_clip=1.0,
+encoder = SynapseEncoder.paper(
     validation_fraction=0.1, early_stopping=50, device="cuda", random_state=0,
     verbose=True,
 ).fit(train)

@@ -30,7 +30,7 @@ print(f"{len(train)} training epochs, {len(test)} held-out epochs of "
 # Fit the encoder
 # ---------------
 # The ``'tiny'`` preset and the miniature world's CLIP run on a laptop CPU;
-# ``preset='paper', clip_model='ViT-H-14'`` is the paper's model (GPU). The
+# ``SynapseEncoder.paper()`` is the authors' model and training (GPU). The
 # loss is the sum of reconstruction, CLIP-text alignment and CLIP-image
 # contrastive terms; its curve shows the training converging.
 encoder = SynapseEncoder(max_epochs=30, random_state=0, verbose=False).fit(train)

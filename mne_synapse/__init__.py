@@ -20,6 +20,7 @@ _LAZY = {
     "evaluation": "mne_synapse.evaluation",
     "CLIPEmbedder": "mne_synapse.clip",
     "get_cache_dir": "mne_synapse.utils",
+    "PAPER_STAGE1": "mne_synapse._paper",
     "PAPER_STAGE2": "mne_synapse._paper",
 }
 

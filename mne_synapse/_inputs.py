@@ -346,6 +346,19 @@ def check_same_signal(data, info, fitted, name="X"):
         )
 
 
+def check_paper_input(sizes, n_chans, n_times):
+    """Raise, saying how to crop and which channels, unless the EEG fits the authors' network."""
+    from .models.official_autoencoder import INPUT_HINT  # lazy: torch
+
+    if (n_chans, n_times) != (sizes["n_chans"], sizes["n_times"]):
+        raise ValueError(
+            f"preset='paper' is the authors' network for EEG of {sizes['n_chans']} "
+            f"electrodes x {sizes['n_times']} samples, got {n_chans} x {n_times}: "
+            f"{INPUT_HINT}. To train their architecture at another size pass "
+            "module_kwargs={'n_chans': ..., 'n_times': ...} (their released weights need "
+            "128 x 440), or use preset='hybrid', which takes any montage and length.")
+
+
 def resolve_stimuli(n_epochs, metadata, images, captions, y, image_column,
                     caption_column, caption_template, need_images, need_captions):
     """Per-epoch stimulus images (arrays or paths) and captions.

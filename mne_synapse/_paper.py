@@ -1,8 +1,41 @@
 """The authors' configurations, value by value, with the file of their code each comes from.
 
-Paths are in CVMILab-CUK/synapse. ``EEGImageGenerator.paper()`` builds the
-Stage-2 one; ``mne-synapse ... --config paper`` uses it on the command line.
+Paths are in CVMILab-CUK/synapse. ``SynapseEncoder.paper()`` builds the Stage-1
+one, ``EEGImageGenerator.paper()`` the Stage-2 one; ``mne-synapse ... --config
+paper`` uses both on the command line. ``doc/method.rst`` shows them as tables.
 """
+
+# Stage 1: SynapseEncoder parameter -> (value, where their code sets it).
+STAGE1_SOURCES = {
+    "preset": ("paper", "src/models/eeg_AE.py: eeg_AutoEncoder, sized by src/config/"
+                        "Train_LDM.json as their released encoder (128 x 440 in, dims "
+                        "64..1024, n_layer 2, n_head 64, dropout 0.5, GroupNorm 32, "
+                        "up_mode linear)"),
+    "clip_model": ("ViT-H-14", "src/models/clip_embedder.py: Frozen_CLIPImage2TextEmbedder"),
+    "clip_pretrained": ("laion2b_s32b_b79k", "src/models/clip_embedder.py"),
+    "text_layer": ("last", "src/models/clip_embedder.py: text.transformer(x) without the "
+                           "causal mask, then ln_final"),
+    "recon_weight": (0.5, "src/trainer/eeg_ae_SD2_blip_trainer.py: AutomaticWeightedLoss(5) "
+                          "over sdsc, sim, cos, rec, align with its weights left at 1 (not "
+                          "in the optimiser): 0.5 x (MSE + 1 - SDSC)"),
+    "align_weight": (0.5, "same: 0.5 x (MSE + cosine distance)"),
+    "contrastive_weight": (0.5, "same: 0.5 x InfoNCE"),
+    "uncertainty_weighting": (False, "same: the weights were never trained"),
+    "learn_temperature": (False, "src/libs/losses.py: ContrastiveLoss, logit scale "
+                                 "ln(1 / 0.07) = 2.6592, not in the optimiser"),
+    "cosine_axis": ("tokens", "src/trainer/eeg_ae_SD2_blip_trainer.py: "
+                              "nn.CosineSimilarity(dim=1) on the (n, 77, 1024) latent"),
+    "max_epochs": (1000, "src/config/Train_AE.json: trainEpochs"),
+    "batch_size": (32, "src/config/Train_AE.json: batch_size"),
+    "lr": (1e-4, "src/config/Train_AE.json: learningRate (AdamW, betas 0.9/0.999)"),
+    "weight_decay": (0.01, "src/trainer/eeg_ae_SD2_blip_trainer.py: torch.optim.AdamW "
+                           "at its default"),
+    "grad_clip": (1.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: clip_grad_norm_(..., 1.0)"),
+    "augment_noise": (0.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
+    "augment_shift": (0, "same"),
+    "alignment": (None, "src/datalibs/dataset.py: EEGPrepDataset feeds the stored "
+                        "(preprocessed) values as they are"),
+}
 
 # Stage 2: EEGImageGenerator parameter -> (value, where their code sets it).
 STAGE2_SOURCES = {
@@ -47,5 +80,6 @@ GENERATE_SOURCES = {
                     "src/trainer/eeg_ldm2_ddp_trainer.py: test(num_samples=5)"),
 }
 
+PAPER_STAGE1 = {name: value for name, (value, _) in STAGE1_SOURCES.items()}
 PAPER_STAGE2 = {name: value for name, (value, _) in STAGE2_SOURCES.items()}
 PAPER_GENERATE = {name: value for name, (value, _) in GENERATE_SOURCES.items()}

@@ -26,7 +26,10 @@ from pathlib import Path
 
 from .utils import _fsync_dir, atomic_write, hash_file, is_main_process
 
-FORMAT_VERSION = 1
+# 2: the encoder's config records its network's class ("architecture"), and
+# preset "paper" means the authors' network. Format 1 is read with its
+# "paper" (then our hybrid network at full size) renamed "hybrid".
+FORMAT_VERSION = 2
 # (config, weights) file names and the word users know each estimator by.
 _LAYOUT = {
     "SynapseEncoder": ("config.json", "model.safetensors", "encoder"),
@@ -102,6 +105,8 @@ def load_estimator(cls, path, device, required=()):
         raise ValueError(f"{path / config_name} names no mne-synapse estimator: {path} is "
                          "another library's folder (a torch module saved with "
                          "save_pretrained? load it with that class's from_pretrained).")
+    if config.get("format_version") == 1:
+        config = _from_format_1(config)
     if config.get("estimator") != name or config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} holds a {config.get('estimator')} saved in format "
@@ -354,6 +359,17 @@ def _refuse_other_folder(path, name):
                      if other == "EEGImageGenerator" else "")
             raise ValueError(f"{path} is a saved {other}, not a saved {name}; load it "
                              f"with {other}.from_pretrained{where}.")
+
+
+def _from_format_1(config):
+    """A format-1 config in format 2: before the authors' network, every encoder was ours."""
+    config = dict(config, format_version=FORMAT_VERSION)
+    if config.get("estimator") == "SynapseEncoder" and isinstance(config.get("params"), dict):
+        preset = config["params"].get("preset")
+        config["params"] = dict(config["params"],
+                                preset="hybrid" if preset == "paper" else preset)
+        config.setdefault("architecture", "SynapseAutoencoder")
+    return config
 
 
 def mismatch_reason(err):

@@ -10,10 +10,182 @@ import torch
 from skorch import NeuralNet
 from skorch.hf import AccelerateMixin
 
+from . import _inputs
 from .utils import is_verbose
 
 
-def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_table, seed):
+def check_training_params(encoder):
+    """Raise a clear error for a bad loss, target, optimisation or network parameter."""
+    from .models import ARCHITECTURES
+
+    _inputs.check_option(encoder.text_layer, "text_layer", ("penultimate", "last"))
+    _inputs.check_option(encoder.cosine_axis, "cosine_axis", ("features", "tokens"))
+    for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
+                 "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
+        _inputs.check_number(getattr(encoder, name), name)
+    if encoder.recon_weight + encoder.align_weight + encoder.contrastive_weight == 0:
+        raise ValueError("At least one of the loss weights must be > 0.")
+    for name in ("max_epochs", "batch_size"):
+        _inputs.check_int(getattr(encoder, name), name)
+    _inputs.check_number(encoder.validation_fraction, "validation_fraction", "[0, 1)")
+    if encoder.early_stopping is not None and encoder.validation_fraction == 0:
+        raise ValueError("early_stopping needs validation_fraction > 0.")
+    if encoder.checkpoint_dir is not None and not isinstance(encoder.random_state,
+                                                             (int, np.integer)):
+        raise ValueError(
+            "checkpoint_dir needs an integer random_state: a run with a random "
+            f"seed cannot be continued identically (got {encoder.random_state!r})."
+        )
+    for name in ("accelerator", "warm_start"):
+        if getattr(encoder, name) and encoder.checkpoint_dir is not None:
+            raise ValueError(f"checkpoint_dir cannot be combined with {name} yet; "
+                             "pass one of them.")
+    if encoder.module_kwargs is not None:  # the authors' sizes are fixed, not from the data
+        _inputs.check_module_kwargs(
+            encoder.module_kwargs, ARCHITECTURES[encoder.preset], from_data=() if
+            encoder.preset == "paper" else ("n_chans", "n_times", "sfreq", "chs_info"),
+            refused=dict(n_outputs="SynapseEncoder trains the autoencoder; for a classifier "
+                         "use braindecode.EEGClassifier(build_autoencoder(preset, ..., "
+                         "n_outputs=k))", chs_info="the signal comes from the data",
+                         input_window_seconds="the signal comes from the data"))
+
+
+def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
+    """The ``module_kwargs_`` of a fit: the preset's network sized for the data and targets.
+
+    Our network takes its sizes from the data and from the CLIP targets
+    (``latent``: their ``n_tokens`` and ``embed_dim``; None before they are
+    known or without targets). The authors' network (``preset='paper'``) has
+    the sizes of their released encoder unless ``module_kwargs`` sets others;
+    the data and the targets must fit them, or a ValueError says what to do.
+    """
+    import inspect
+
+    from .models import OfficialAutoencoder
+    from .models.official_autoencoder import N_ELECTRODES, N_SAMPLES
+
+    user = dict(encoder.module_kwargs or {})
+    if encoder.preset != "paper":
+        return {**dict(n_chans=n_chans, n_times=n_times, sfreq=sfreq), **(latent or {}), **user}
+    signal = ("n_outputs", "chs_info", "input_window_seconds", "sfreq")
+    sizes = {name: param.default for name, param in
+             inspect.signature(OfficialAutoencoder).parameters.items() if name not in signal}
+    sizes.update(n_chans=N_ELECTRODES, n_times=N_SAMPLES, **user)
+    _inputs.check_paper_input(sizes, n_chans, n_times)
+    if not sizes["decoder"] and encoder.recon_weight > 0:
+        raise ValueError("module_kwargs={'decoder': False} builds no decoder, so there is "
+                         "no reconstruction to train: set recon_weight=0.")
+    if latent and (latent["n_tokens"], latent["embed_dim"]) != (sizes["n_tokens"],
+                                                                sizes["embed_dim"]):
+        raise ValueError(
+            f"preset='paper' makes a latent of {sizes['n_tokens']} x {sizes['embed_dim']} "
+            f"(the caption token states of ViT-H-14), but clip_model="
+            f"{encoder.clip_model!r} gives {latent['n_tokens']} x {latent['embed_dim']}: "
+            "use clip_model='ViT-H-14' (as SynapseEncoder.paper() does), or pass "
+            "module_kwargs={'n_tokens': ..., 'embed_dim': ...} for other targets.")
+    return sizes
+
+
+def set_fitted(encoder, module, device, **fitted):
+    """Make ``encoder`` fitted with ``module`` (weights already in) and the ``fitted`` attributes.
+
+    ``fitted`` gives ``n_chans``, ``n_times``, ``sfreq``, ``ch_names``,
+    ``module_kwargs``, ``scale_mean``, ``scale_std``, ``subject_aware`` and
+    ``whiteners``, each set as the attribute of that name plus ``_``.
+    """
+    from .losses import SynapseLoss
+
+    for name, value in fitted.items():
+        setattr(encoder, name + "_", value)
+    encoder.n_features_in_ = encoder.n_chans_ * encoder.n_times_
+    encoder.net_ = SynapseNet(module, criterion=SynapseLoss, device=device).initialize()
+    encoder.history_ = encoder.net_.history
+    return encoder
+
+
+# Alignment matrices are stored beside the weights under this key prefix.
+_WHITENER_PREFIX = "alignment_whitener."
+
+
+def encoder_files(encoder):
+    """The files of a fitted encoder's saved folder, by name (see ``_persistence``)."""
+    from . import _persistence
+
+    state = dict(encoder.net_.module_.state_dict())
+    for subject, matrix in (encoder.whiteners_ or {}).items():
+        state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
+    return _persistence.estimator_files(
+        "SynapseEncoder", encoder._saved_params(), state, architecture=type(encoder.net_.module_).__name__,
+        module_kwargs=encoder.module_kwargs_, n_chans=encoder.n_chans_,
+        n_times=encoder.n_times_, sfreq=encoder.sfreq_, ch_names=encoder.ch_names_,
+        subject_aware=encoder.subject_aware_, aligned=encoder.whiteners_ is not None,
+        scale_mean=encoder.scale_mean_.ravel().tolist(),
+        scale_std=encoder.scale_std_.ravel().tolist())
+
+
+def restore_encoder(cls, path, device):
+    """The fitted encoder saved in ``path`` by :func:`encoder_files`."""
+    from . import _persistence
+    from .models import ARCHITECTURES, build_autoencoder
+
+    self, config, state = _persistence.load_estimator(
+        cls, path, device, required=("architecture", "module_kwargs", "n_chans", "n_times",
+                                     "sfreq", "ch_names", "scale_mean", "scale_std"))
+    whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
+                 for k in list(state) if k.startswith(_WHITENER_PREFIX)}
+    built = ARCHITECTURES[self.preset].__name__ if self.preset in ARCHITECTURES else None
+    if config["architecture"] != built:  # never a silent load into another network
+        raise ValueError(f"{path} holds a {config['architecture']}, but preset="
+                         f"{self.preset!r} builds a {built}; save the encoder again "
+                         "with this version.")
+    try:
+        module = build_autoencoder(self.preset, **config["module_kwargs"])
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"Weights in {path} do not fit the saved architecture "
+                         f"({_persistence.mismatch_reason(err)}); save the encoder "
+                         "again with this version.") from err
+    return set_fitted(
+        self, module, device, n_chans=config["n_chans"], n_times=config["n_times"],
+        sfreq=config["sfreq"], ch_names=config["ch_names"],
+        module_kwargs=config["module_kwargs"],
+        scale_mean=np.asarray(config["scale_mean"], np.float32)[:, None],
+        scale_std=np.asarray(config["scale_std"], np.float32)[:, None],
+        subject_aware=bool(config.get("subject_aware", False)),
+        whiteners=whiteners if config.get("aligned", False) else None)
+
+
+def official_encoder(cls, fname, n_head, device, verbose, params):
+    """``cls.from_official``: the authors' network and weights as a fitted encoder."""
+    from .interop.official import load_official_stage1
+    from .models import OfficialAutoencoder, OfficialEncoder
+
+    if params.get("alignment") is not None:
+        raise ValueError("from_official: their network saw the stored values, unaligned; "
+                         f"alignment must be None, got {params['alignment']!r}.")
+    _inputs.check_device(device)
+    module = load_official_stage1(fname, n_head=n_head, verbose=verbose)
+    if isinstance(module, OfficialEncoder):  # their released file: the encoder alone
+        encoder, module = module, OfficialAutoencoder(n_layer=module.n_layer, n_head=n_head,
+                                                      decoder=False)
+        module.Encoder = encoder
+    has_decoder = module.Decoder is not None
+    no_reconstruction = {} if has_decoder else {"recon_weight": 0.0}
+    self = cls.paper(**{
+        "module_kwargs": dict(n_layer=module.Encoder.n_layer, n_head=n_head,
+                              decoder=has_decoder),
+        **no_reconstruction, "device": device, "verbose": verbose, **params})
+    self._validate_params()
+    n_chans, n_times = module.Encoder.n_chans, module.Encoder.n_times
+    return set_fitted(
+        self, module.eval(), device, n_chans=n_chans, n_times=n_times, sfreq=None,
+        ch_names=None, module_kwargs=module_kwargs_for(self, n_chans, n_times, None),
+        scale_mean=np.zeros((n_chans, 1), np.float32),
+        scale_std=np.ones((n_chans, 1), np.float32), subject_aware=False, whiteners=None)
+
+
+def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_table, seed,
+                  module=None):
     """Train the autoencoder of ``encoder`` (its parameters and fitted scaling) on ``data``.
 
     Parameters
@@ -28,6 +200,8 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
         CLIP targets by row: image embeddings and caption token states.
     seed : int
         Seed of weights, batches and dropout.
+    module : torch.nn.Module | None
+        A network to train further (warm start); None builds a fresh one.
 
     Returns
     -------
@@ -38,7 +212,7 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
     from skorch.callbacks import EarlyStopping, GradientNormClipping
 
     from .losses import SynapseLoss
-    from .models import SynapseAutoencoder
+    from .models import build_autoencoder
 
     image_table = None if image_table is None else torch.as_tensor(image_table)
     text_table = None if text_table is None else torch.as_tensor(text_table)
@@ -50,7 +224,8 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
             encoder, seed, data.shape, pair_of_epoch, unique_pairs, image_table, text_table)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = SynapseAutoencoder.from_preset(encoder.preset, **encoder.module_kwargs_)
+        if module is None:
+            module = build_autoencoder(encoder.preset, **encoder.module_kwargs_)
         callbacks = list(encoder.callbacks or [])
         if encoder.accelerator is None:  # else the net clips, after unscaling fp16 gradients
             callbacks.insert(0, ("grad_clip", GradientNormClipping(encoder.grad_clip or np.inf)))
@@ -78,6 +253,8 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
             criterion__align_weight=encoder.align_weight,
             criterion__contrastive_weight=encoder.contrastive_weight,
             criterion__uncertainty_weighting=encoder.uncertainty_weighting,
+            criterion__learn_temperature=encoder.learn_temperature,
+            criterion__cosine_axis=encoder.cosine_axis,
             optimizer=torch.optim.AdamW, lr=encoder.lr,
             optimizer__weight_decay=encoder.weight_decay,
             max_epochs=encoder.max_epochs, batch_size=encoder.batch_size,

@@ -83,9 +83,12 @@ class CLIPEmbedder:
         local checkpoint file. For ``'tiny'``: ``'synthetic'`` (the weights
         shipped with the package), a file, or ``None`` for random weights.
     text_layer : ``'penultimate'`` | ``'last'``
-        Which transformer layer gives the caption token states (followed by
-        the final LayerNorm). Stable Diffusion 2.x is conditioned on the
-        penultimate layer, so that is the default.
+        Which caption token states are the targets. ``'penultimate'``: the
+        penultimate layer with CLIP's causal mask, then the final LayerNorm:
+        what Stable Diffusion 2.x is conditioned on, so the default.
+        ``'last'``: the authors' Stage-1 targets, the last layer then the final
+        LayerNorm, computed *without* the causal mask (every token attends to
+        every other).
     device : str
         Torch device for encoding.
     batch_size : int
@@ -114,7 +117,10 @@ class CLIPEmbedder:
         if pretrained is not None and Path(str(pretrained)).is_file():
             stat = Path(pretrained).stat()
             pretrained = f"{Path(pretrained).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        return f"{self.model_name}|{pretrained}|{self.text_layer}"
+        # "last" was the causally masked last layer before it meant the authors'
+        # unmasked states: a new key keeps old disk caches from being reused.
+        layer = "last-unmasked" if self.text_layer == "last" else self.text_layer
+        return f"{self.model_name}|{pretrained}|{layer}"
 
     @property
     def model(self):
@@ -263,7 +269,9 @@ class CLIPEmbedder:
         def compute(missing):
             model = self.model
             n_layers = len(model.transformer.resblocks)
-            layer = n_layers - 2 if self.text_layer == "penultimate" else n_layers - 1
+            layer, mask = n_layers - 2, model.attn_mask
+            if self.text_layer == "last":  # the authors' targets
+                layer, mask = n_layers - 1, None
             results = []
             for start in range(0, len(missing), self.batch_size):
                 texts = [by_key[k] for k in missing[start:start + self.batch_size]]
@@ -271,7 +279,7 @@ class CLIPEmbedder:
                 with torch.no_grad():
                     x = model.token_embedding(tokens) + model.positional_embedding
                     _, hidden = model.transformer.forward_intermediates(
-                        x, attn_mask=model.attn_mask, indices=[layer], stop_early=True
+                        x, attn_mask=mask, indices=[layer], stop_early=True
                     )
                     states = model.ln_final(hidden[0])
                 results.extend(states.float().cpu().numpy())

@@ -8,35 +8,48 @@ from . import _inputs, _persistence
 from ._alignment import AlignedEEG
 from .utils import is_verbose
 
-# Alignment matrices are stored beside the weights under this key prefix.
-_WHITENER_PREFIX = "alignment_whitener."
+
 # Parameters that are not saved: folders of this machine, live objects.
 _NOT_SAVED = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
 
 
 class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
-    """CLIP-aligned hybrid EEG autoencoder (Stage 1 of SYNAPSE).
+    """CLIP-aligned EEG autoencoder (Stage 1 of SYNAPSE).
 
-    Fits :class:`~mne_synapse.models.SynapseAutoencoder` so that its latent
-    ``Z_latent`` reconstructs the EEG, matches the CLIP token states of each
-    epoch's caption and, pooled, retrieves the CLIP embedding of the epoch's
-    stimulus image (symmetric InfoNCE). Training runs through skorch.
+    Fits an autoencoder so that its latent ``Z_latent`` reconstructs the EEG,
+    matches the CLIP token states of each epoch's caption and, pooled,
+    retrieves the CLIP embedding of the epoch's stimulus image (symmetric
+    InfoNCE). Training runs through skorch. :meth:`paper` gives the authors'
+    configuration; :meth:`from_official` reads their trained files.
 
     Parameters
     ----------
-    preset : ``'tiny'`` | ``'paper'``
-        Model sizes (see ``mne_synapse.models.PRESETS``); ``n_chans`` and
-        ``n_times`` are taken from the data, ``n_tokens`` and ``embed_dim``
-        from the CLIP model.
+    preset : ``'tiny'`` | ``'hybrid'`` | ``'paper'``
+        The network (:func:`~mne_synapse.models.build_autoencoder`). ``'tiny'``,
+        ``'hybrid'``: ours (:class:`~mne_synapse.models.SynapseAutoencoder`), small or
+        full size, ``n_chans``/``n_times`` from the data, ``n_tokens``/``embed_dim``
+        from CLIP. ``'paper'``: the authors' network as released
+        (:class:`~mne_synapse.models.OfficialAutoencoder`): 128 x 440 EEG in, 77 x
+        1024 out (ViT-H-14 targets).
     module_kwargs : dict | None
-        Overrides of the preset (e.g. ``{'widths': (32, 64, 128)}``).
+        Overrides of the preset (e.g. ``{'widths': (32, 64, 128)}``; for
+        ``'paper'`` e.g. ``Train_AE.json``'s ``{'n_layer': 3, 'n_head': 16}``).
     clip_model, clip_pretrained : str, str | path | None
         The CLIP model giving the targets (see :class:`~mne_synapse.clip.CLIPEmbedder`):
         ``'ViT-H-14'`` / ``'laion2b_s32b_b79k'`` for the paper, ``'tiny'`` /
         ``'synthetic'`` for the miniature world. ``'auto'`` picks those
         defaults (and requires an explicit tag for other models).
+    text_layer : ``'penultimate'`` | ``'last'``
+        The caption token states aligned to (see :class:`~mne_synapse.CLIPEmbedder`):
+        the penultimate layer, which SD 2.x reads, or the authors' last layer
+        without causal mask.
     recon_weight, align_weight, contrastive_weight : float
         Weights of the loss terms; 0 disables a term (and its data needs).
+    learn_temperature : bool
+        Learn the InfoNCE temperature (from 0.07) or keep it at 0.07 (the authors').
+    cosine_axis : ``'features'`` | ``'tokens'``
+        The alignment's cosine term: per token, across features, or per
+        feature, across the tokens (the authors').
     uncertainty_weighting : bool
         Learn the term weights (Kendall et al. 2018) instead.
     caption_template : str
@@ -81,30 +94,30 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         0 trains on everything.
     early_stopping : int | None
         Patience in epochs on the validation loss (needs validation_fraction > 0).
+    warm_start : bool
+        If the encoder is fitted (e.g. by :meth:`from_official`), ``fit``
+        trains its network further, keeping its input scaling and alignment,
+        instead of starting afresh.
     callbacks : list of (name, skorch.callbacks.Callback) | None
         Extra skorch callbacks, e.g. ``[("ckpt", Checkpoint(dirname=...)),
         ("lr", LRScheduler("CosineAnnealingLR", T_max=40))]``. Gradient
         clipping and early stopping are already set by the parameters above.
     checkpoint_dir : path-like | None
-        Folder for resumable training. After every epoch the whole training
-        state (weights, optimizer, history, random generators) is saved there
-        atomically, under a sub-folder named by a hash of the parameters and
-        data; a later ``fit`` with the same parameters and data (``max_epochs``,
-        ``verbose``, ``device``, ``callbacks`` may differ) continues from it
-        and ends with the same weights as a run that was never stopped. A
-        finished run is kept, so fitting again restores it without training;
-        delete the folder to start over. Needs an integer ``random_state``.
-        Early stopping restarts its patience count on resume, and extra
-        ``callbacks`` must keep their own state.
+        Folder for resumable training: after every epoch the whole training state
+        is saved there atomically, in a sub-folder named by a hash of parameters and
+        data; a later ``fit`` with the same ones (``max_epochs``, ``verbose``,
+        ``device``, ``callbacks`` may differ) continues and ends with the weights of
+        a run never stopped (a finished run is restored; delete the folder to start
+        over). Needs an integer ``random_state``; early stopping restarts its
+        patience on resume, and extra ``callbacks`` must keep their own state.
     device : str
         Torch device, e.g. ``'cuda'``.
     accelerator : accelerate.Accelerator | None
         Train through Hugging Face ``accelerate`` (skorch's ``AccelerateMixin``):
-        data-parallel (DDP) over the processes of ``accelerate launch``, with the
-        accelerator's mixed precision and gradient accumulation. It also places
-        the model, so ``device`` is then ignored. Each process trains on its share
-        of every epoch; the losses in ``history_`` are averaged over processes, so
-        every process records, and stops, alike. See :doc:`/distributed`.
+        DDP over the processes of ``accelerate launch``, with its mixed precision
+        and gradient accumulation; it places the model (``device`` is ignored).
+        Each process trains on its share of every epoch; ``history_`` holds losses
+        averaged over processes, so all record, and stop, alike. See :doc:`/distributed`.
     cache_dir : path-like | None
         Folder for on-disk caching of CLIP embeddings.
     random_state : int | None
@@ -139,24 +152,28 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, preset="tiny", module_kwargs=None, clip_model="tiny",
-                 clip_pretrained="auto", recon_weight=1.0, align_weight=1.0,
-                 contrastive_weight=1.0, uncertainty_weighting=False,
+                 clip_pretrained="auto", text_layer="penultimate", recon_weight=1.0,
+                 align_weight=1.0, contrastive_weight=1.0, uncertainty_weighting=False,
+                 learn_temperature=True, cosine_axis="features",
                  caption_template="a photo of a {}", image_column="image_path",
                  caption_column="caption", output="pooled", max_epochs=40,
                  batch_size=32, lr=3e-3, weight_decay=1e-2, grad_clip=1.0,
                  augment_noise=0.5, augment_shift=4, alignment="euclidean",
                  alignment_shrinkage=0.1, subject_column="subject", validation_fraction=0.0,
-                 early_stopping=None, callbacks=None, checkpoint_dir=None,
+                 early_stopping=None, warm_start=False, callbacks=None, checkpoint_dir=None,
                  device="cpu", accelerator=None, cache_dir=None, random_state=None,
                  verbose=None):
         self.preset = preset
         self.module_kwargs = module_kwargs
         self.clip_model = clip_model
         self.clip_pretrained = clip_pretrained
+        self.text_layer = text_layer
         self.recon_weight = recon_weight
         self.align_weight = align_weight
         self.contrastive_weight = contrastive_weight
         self.uncertainty_weighting = uncertainty_weighting
+        self.learn_temperature = learn_temperature
+        self.cosine_axis = cosine_axis
         self.caption_template = caption_template
         self.image_column = image_column
         self.caption_column = caption_column
@@ -173,6 +190,7 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         self.subject_column = subject_column
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
+        self.warm_start = warm_start
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.device = device
@@ -190,43 +208,18 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
 
     # -- helpers -------------------------------------------------------------
     def _validate_params(self):
-        from .models import PRESETS
+        from ._training import check_training_params
+        from .models import ARCHITECTURES
 
-        _inputs.check_option(self.preset, "preset", PRESETS)
+        _inputs.check_option(self.preset, "preset", ARCHITECTURES)
         _inputs.check_option(self.output, "output", ("pooled", "tokens"))
-        for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
-                     "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
-            _inputs.check_number(getattr(self, name), name)
         _inputs.check_option(self.alignment, "alignment", ("euclidean", None))
         _inputs.check_number(self.alignment_shrinkage, "alignment_shrinkage", "[0, 1]")
         if not isinstance(self.subject_column, str):
             raise TypeError(f"subject_column must be a str, got {self.subject_column!r}.")
-        if self.recon_weight + self.align_weight + self.contrastive_weight == 0:
-            raise ValueError("At least one of the loss weights must be > 0.")
-        for name in ("max_epochs", "batch_size"):
-            _inputs.check_int(getattr(self, name), name)
-        _inputs.check_number(self.validation_fraction, "validation_fraction", "[0, 1)")
-        if self.early_stopping is not None and self.validation_fraction == 0:
-            raise ValueError("early_stopping needs validation_fraction > 0.")
-        if self.checkpoint_dir is not None and not isinstance(self.random_state,
-                                                              (int, np.integer)):
-            raise ValueError(
-                "checkpoint_dir needs an integer random_state: a run with a random "
-                f"seed cannot be continued identically (got {self.random_state!r})."
-            )
-        if self.module_kwargs is not None:
-            from .models import SynapseAutoencoder
-
-            _inputs.check_module_kwargs(
-                self.module_kwargs, SynapseAutoencoder,
-                from_data=("n_chans", "n_times", "sfreq", "chs_info"), refused=dict(
-                    n_outputs="SynapseEncoder trains the autoencoder; for a classifier use "
-                    "braindecode.EEGClassifier(SynapseAutoencoder.from_preset(..., n_outputs=k))"))
+        check_training_params(self)
         _inputs.check_device(self.device)
         _inputs.check_accelerator(self.accelerator)
-        if self.accelerator is not None and self.checkpoint_dir is not None:
-            raise ValueError("checkpoint_dir cannot be combined with accelerator yet; "
-                             "pass one of them.")
 
     def _clip(self):
         from .clip import CLIPEmbedder, default_pretrained
@@ -234,7 +227,7 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         device = self.device if self.accelerator is None else str(self.accelerator.device)
         return CLIPEmbedder(self.clip_model, default_pretrained(self.clip_model,
                                                                 self.clip_pretrained),
-                            device=device, cache_dir=self.cache_dir)
+                            text_layer=self.text_layer, device=device, cache_dir=self.cache_dir)
 
     def _scale(self, data):
         return (data - self.scale_mean_) / self.scale_std_
@@ -296,25 +289,29 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
             self.caption_column, self.caption_template,
             need_images=self.contrastive_weight > 0, need_captions=self.align_weight > 0,
         )
-        self.n_chans_, self.n_times_ = n_chans, n_times
-        self.n_features_in_ = n_chans * n_times
-        self.sfreq_ = None if info is None else float(info["sfreq"])
-        self.ch_names_ = None if info is None else list(info["ch_names"])
-
-        from ._training import train_encoder
+        from ._training import module_kwargs_for, train_encoder
         from .clip import clip_targets
 
+        warm = self.warm_start and hasattr(self, "net_")
+        if warm:  # the fitted signal, scaling, alignment and network stay
+            data = self._prepare(X)
+        else:
+            module_kwargs_for(self, n_chans, n_times, None)  # size errors before CLIP's work
+            self.n_chans_, self.n_times_ = n_chans, n_times
+            self.n_features_in_ = n_chans * n_times
+            self.sfreq_ = None if info is None else float(info["sfreq"])
+            self.ch_names_ = None if info is None else list(info["ch_names"])
         seed = int(np.random.RandomState(self.random_state).randint(2**31 - 1))
         image_table, text_table, unique_pairs, pair_of_epoch, sizes = clip_targets(
             self._clip(), images, captions, n_epochs)
-        # Read in chunks (the same way for arrays and lazy data, so both give
-        # the same numbers); this pass also checks lazy data for NaN.
-        data = self._align(data, metadata, fitting=True)
-        self.scale_mean_, self.scale_std_ = _inputs.channel_stats(data)
-        self.module_kwargs_ = dict(n_chans=n_chans, n_times=n_times, sfreq=self.sfreq_,
-                                   **sizes, **(self.module_kwargs or {}))
+        if not warm:
+            # Read in chunks (the same way for arrays and lazy data, so both give
+            # the same numbers); this pass also checks lazy data for NaN.
+            data = self._align(data, metadata, fitting=True)
+            self.scale_mean_, self.scale_std_ = _inputs.channel_stats(data)
+            self.module_kwargs_ = module_kwargs_for(self, n_chans, n_times, self.sfreq_, sizes)
         self.net_ = train_encoder(self, data, pair_of_epoch, unique_pairs, image_table,
-                                  text_table, seed)
+                                  text_table, seed, self.net_.module_ if warm else None)
         self.history_ = self.net_.history
         self.random_state_ = seed
         return self
@@ -324,6 +321,8 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         """Checked and aligned EEG of ``X``, read lazily."""
         check_is_fitted(self, "net_")
         data, info, metadata = _inputs.get_data(X, lazy=True)
+        if self.preset == "paper":  # says how to crop, and which channels
+            _inputs.check_paper_input(self.module_kwargs_, *data.shape[1:])
         _inputs.check_same_signal(data, info, dict(
             n_chans=self.n_chans_, n_times=self.n_times_, sfreq=self.sfreq_,
             ch_names=self.ch_names_))
@@ -382,18 +381,9 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
 
     def _saved_files(self):
         """The files of a save, by name (the generator saves them too): config + weights."""
-        import torch
+        from ._training import encoder_files
 
-        state = dict(self.net_.module_.state_dict())
-        for subject, matrix in (self.whiteners_ or {}).items():
-            state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
-        return _persistence.estimator_files(
-            "SynapseEncoder", self._saved_params(),
-            state, module_kwargs=self.module_kwargs_, n_chans=self.n_chans_,
-            n_times=self.n_times_, sfreq=self.sfreq_, ch_names=self.ch_names_,
-            subject_aware=self.subject_aware_, aligned=self.whiteners_ is not None,
-            scale_mean=self.scale_mean_.ravel().tolist(),
-            scale_std=self.scale_std_.ravel().tolist())
+        return encoder_files(self)
 
     def _card(self):
         from .models import count_parameters
@@ -404,36 +394,53 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
                      f"{self.n_times_} samples{rate} -> CLIP space ({self.clip_model})."),
             params=self._saved_params(), tags=["eeg", "mne", "braindecode", "clip"],
             n_trainable=(f"{count_parameters(self.net_.module_):,} trainable parameters "
-                         "(the autoencoder, encoder and decoder)."),
+                         f"(the {type(self.net_.module_).__name__})."),
             load_lines=["Z = model.transform(epochs)  # CLIP-space embedding of each epoch"])
 
     @classmethod
     def _load_folder(cls, path, device="cpu"):
-        from ._training import SynapseNet
-        from .losses import SynapseLoss
-        from .models import SynapseAutoencoder
+        from ._training import restore_encoder
 
         _inputs.check_device(device)
-        self, config, state = _persistence.load_estimator(
-            cls, path, device, required=("module_kwargs", "n_chans", "n_times", "sfreq",
-                                         "ch_names", "scale_mean", "scale_std"))
-        whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
-                     for k in list(state) if k.startswith(_WHITENER_PREFIX)}
-        try:
-            module = SynapseAutoencoder.from_preset(self.preset, **config["module_kwargs"])
-            module.load_state_dict(state)
-        except (RuntimeError, TypeError, ValueError) as err:
-            raise ValueError(f"Weights in {path} do not fit the saved architecture "
-                             f"({_persistence.mismatch_reason(err)}); save the encoder "
-                             "again with this version.") from err
-        self.net_ = SynapseNet(module, criterion=SynapseLoss, device=device).initialize()
-        self.n_chans_, self.n_times_ = config["n_chans"], config["n_times"]
-        self.n_features_in_ = self.n_chans_ * self.n_times_
-        self.sfreq_, self.ch_names_ = config["sfreq"], config["ch_names"]
-        self.module_kwargs_ = config["module_kwargs"]
-        self.scale_mean_ = np.asarray(config["scale_mean"], np.float32)[:, None]
-        self.scale_std_ = np.asarray(config["scale_std"], np.float32)[:, None]
-        self.subject_aware_ = bool(config.get("subject_aware", False))
-        self.whiteners_ = whiteners if config.get("aligned", False) else None
-        self.history_ = self.net_.history
-        return self
+        return restore_encoder(cls, path, device)
+
+    @classmethod
+    def paper(cls, **overrides):
+        """The authors' Stage-1 configuration, with ``overrides``: their network,
+        ViT-H-14 targets, losses and training, unaligned input, no augmentation.
+        :doc:`/method` lists every value with the file of their code it comes from.
+        """
+        from ._paper import PAPER_STAGE1
+
+        return cls(**{**PAPER_STAGE1, **overrides})
+
+    @classmethod
+    def from_official(cls, fname, n_head=64, device="cpu", verbose=None, **params):
+        """A fitted encoder from the authors' Stage-1 file (their network and weights).
+
+        Parameters
+        ----------
+        fname : path-like
+            Their released encoder (``{"net": encoder state}``, e.g.
+            ``EEGEncoder_BLIP2_69000.pth``) or their Stage-1 trainer's checkpoint
+            (``{"net": autoencoder state, ...}``); read with ``weights_only=True``
+            and strictly (see :func:`~mne_synapse.interop.official.load_official_stage1`).
+        n_head : int
+            Attention heads, which the weights do not reveal (64 for the released encoder).
+        device, verbose
+            As for the estimator.
+        **params
+            Parameters instead of :meth:`paper`'s (e.g. ``output``, or for training further).
+
+        Returns
+        -------
+        encoder : SynapseEncoder
+            Fitted on EEG of 128 electrodes x 440 samples, without standardisation
+            or alignment (their network saw the stored values): :meth:`latent` is
+            their encoder's output and, from a trainer's checkpoint,
+            :meth:`reconstruct` their decoder's. Their encoder file holds no
+            decoder (so ``recon_weight=0``). ``warm_start=True`` trains it further.
+        """
+        from ._training import official_encoder
+
+        return official_encoder(cls, fname, n_head, device, verbose, params)

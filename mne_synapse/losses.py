@@ -73,8 +73,12 @@ def reconstruction_loss(x_hat, x):
     return F.mse_loss(x_hat, x) + (1.0 - soft_signal_dice(x_hat, x))
 
 
-def token_cosine_distance(z, text_tokens):
-    """Mean over samples and tokens of ``1 - cosine(z_token, text_token)``.
+# The axis of (batch, n_tokens, embed_dim) latents each cosine runs along.
+COSINE_AXES = {"features": -1, "tokens": 1}
+
+
+def token_cosine_distance(z, text_tokens, axis="features"):
+    """Mean of ``1 - cosine`` between ``Z_latent`` and the CLIP text tokens.
 
     Parameters
     ----------
@@ -82,18 +86,25 @@ def token_cosine_distance(z, text_tokens):
         EEG latent.
     text_tokens : torch.Tensor, shape (batch, n_tokens, embed_dim)
         CLIP text-encoder hidden states of each sample's caption.
+    axis : ``'features'`` | ``'tokens'``
+        ``'features'``: one cosine per token, between the token's feature
+        vectors (what cross-attention compares). ``'tokens'``: one cosine per
+        feature, across the tokens (the authors' code: ``CosineSimilarity(dim=1)``).
 
     Returns
     -------
     distance : torch.Tensor
-        Scalar in [0, 2], invariant to positive rescaling of either input.
+        Scalar in [0, 2], invariant to positive rescaling of either input
+        (per token, or per feature).
     """
     _check_same_shape(z, text_tokens, ("z", "text_tokens"))
-    return (1.0 - F.cosine_similarity(z, text_tokens, dim=-1)).mean()
+    if axis not in COSINE_AXES:
+        raise ValueError(f"axis must be one of {sorted(COSINE_AXES)}, got {axis!r}.")
+    return (1.0 - F.cosine_similarity(z, text_tokens, dim=COSINE_AXES[axis])).mean()
 
 
-def alignment_loss(z, text_tokens):
-    """MSE plus token-wise cosine distance between ``Z_latent`` and CLIP text tokens.
+def alignment_loss(z, text_tokens, cosine_axis="features"):
+    """MSE plus cosine distance between ``Z_latent`` and CLIP text tokens.
 
     Parameters
     ----------
@@ -102,6 +113,8 @@ def alignment_loss(z, text_tokens):
     text_tokens : torch.Tensor, shape (batch, n_tokens, embed_dim)
         Hidden states of **each sample's own** caption (the official code used
         one caption for the whole batch).
+    cosine_axis : ``'features'`` | ``'tokens'``
+        See :func:`token_cosine_distance`.
 
     Returns
     -------
@@ -109,7 +122,7 @@ def alignment_loss(z, text_tokens):
         Scalar, 0 for identical inputs.
     """
     _check_same_shape(z, text_tokens, ("z", "text_tokens"))
-    return F.mse_loss(z, text_tokens) + token_cosine_distance(z, text_tokens)
+    return F.mse_loss(z, text_tokens) + token_cosine_distance(z, text_tokens, cosine_axis)
 
 
 def info_nce(z_pooled, image_embeds, logit_scale, same_image=None):
@@ -185,7 +198,9 @@ class SynapseLoss(nn.Module):
     init_temperature : float
         Initial InfoNCE temperature; ``logit_scale = log(1 / temperature)``.
     learn_temperature : bool
-        Whether ``logit_scale`` is trained.
+        Whether ``logit_scale`` is trained (the authors' stayed fixed).
+    cosine_axis : ``'features'`` | ``'tokens'``
+        Axis of the alignment's cosine term (see :func:`token_cosine_distance`).
 
     Attributes
     ----------
@@ -198,7 +213,7 @@ class SynapseLoss(nn.Module):
 
     def __init__(self, recon_weight=1.0, align_weight=1.0, contrastive_weight=1.0,
                  uncertainty_weighting=False, init_temperature=0.07,
-                 learn_temperature=True):
+                 learn_temperature=True, cosine_axis="features"):
         super().__init__()
         weights = (recon_weight, align_weight, contrastive_weight)
         for name, w in zip(self.terms, weights):
@@ -209,6 +224,10 @@ class SynapseLoss(nn.Module):
                              "contrastive_weight must be > 0.")
         if not init_temperature > 0:
             raise ValueError(f"init_temperature must be > 0, got {init_temperature}.")
+        if cosine_axis not in COSINE_AXES:
+            raise ValueError(f"cosine_axis must be one of {sorted(COSINE_AXES)}, got "
+                             f"{cosine_axis!r}.")
+        self.cosine_axis = cosine_axis
         self.weights = dict(zip(self.terms, map(float, weights)))
         self.uncertainty_weighting = uncertainty_weighting
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)),
@@ -247,7 +266,7 @@ class SynapseLoss(nn.Module):
         """
         compute = {
             "recon": lambda: reconstruction_loss(x_hat, x),
-            "align": lambda: alignment_loss(z, text_tokens),
+            "align": lambda: alignment_loss(z, text_tokens, self.cosine_axis),
             "contrastive": lambda: info_nce(z, image_embeds, self.logit_scale, image_ids),
         }
         needed = {"recon": (x_hat, x), "align": (z, text_tokens),

@@ -230,7 +230,7 @@ CASES = [
     ("unfitted-save", lambda c, t: SynapseEncoder().save(t / "enc"),
      NotFittedError, "Call 'fit' with appropriate arguments"),
     ("param-preset", lambda c, t: SynapseEncoder(preset="huge").fit(c.epochs),
-     ValueError, r"preset must be one of \['paper', 'tiny'\]"),
+     ValueError, r"preset must be one of \['hybrid', 'paper', 'tiny'\]"),
     ("param-output", lambda c, t: SynapseEncoder(output="mean").fit(c.epochs),
      ValueError, "output must be 'pooled' or 'tokens'"),
     ("param-negative-lr", lambda c, t: SynapseEncoder(lr=-1).fit(c.epochs),
@@ -323,7 +323,7 @@ CASES = [
         c, t, lambda f: (f / "generator.json").write_bytes(b"\xff\xfe")), base_model=c.base),
      ValueError, "is corrupt .*save the generator again"),
     ("generator-other-format-version", lambda c, t: EEGImageGenerator.load(_saved_generator(
-        c, t, lambda f: _edit_json(f / "generator.json", format_version=2)), base_model=c.base),
+        c, t, lambda f: _edit_json(f / "generator.json", format_version=99)), base_model=c.base),
      ValueError, "save it again with a matching version"),
     ("generator-in-memory-base-not-given", lambda c, t: EEGImageGenerator.load(
         _saved_generator(c, t)), ValueError, "pass it again as base_model="),

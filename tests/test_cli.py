@@ -75,7 +75,7 @@ def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     ("[training]\nlr = 1\n", [], "unknown section(s) ['training']"),
     ("[encoder\nlr = 1\n", [], "is not valid TOML"),
     ("", ["--set", "encoder.lr=-1"], "lr must be a number >= 0"),
-    ("", ["--set", "encoder.preset=huge"], "preset must be one of ['paper', 'tiny']"),
+    ("", ["--set", "encoder.preset=huge"], "preset must be one of ['hybrid', 'paper', 'tiny']"),
     ("", ["--set", "lr=1"], "--set expects SECTION.KEY=VALUE"),
     ("[data]\nn_clases = 3\n", [], "unknown key(s) ['n_clases'] in [data]"),
 ])
@@ -120,6 +120,53 @@ def test_yaml_and_toml_configs_read_alike(tmp_path):
     (tmp_path / "c.json").write_text("{}")
     with pytest.raises(ValueError, match="must end in .toml, .yaml or .yml"):
         read_config(tmp_path / "c.json")
+
+
+def test_named_paper_configuration(tmp_path, capsys):
+    from mne_synapse import SynapseEncoder
+
+    config = read_config("paper")
+    assert SynapseEncoder(**config["encoder"]).get_params() == SynapseEncoder.paper().get_params()
+    assert set(config) == {"encoder", "generator", "generate"}
+    # The authors' network takes 128 x 440 EEG: the synthetic set's 128 x 64 is refused
+    # with a message saying how to crop, before any CLIP model is loaded.
+    small = [f"--set=data.{k}={v}" for k, v in dict(
+        n_classes=5, n_images_per_class=6, n_subjects=2, n_repetitions=2, n_times=64,
+        sfreq=128.0).items()]
+    code = main(["fit-encoder", "--config", "paper", *small, "--quiet",
+                 "--output", str(tmp_path / "enc")])
+    err = capsys.readouterr().err
+    assert code == 1 and "128 electrodes x 440 samples, got 128 x 64" in err and "crop" in err
+    assert not (tmp_path / "enc").exists()
+
+
+def test_convert_official_writes_an_encoder_folder(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from mne_synapse import SynapseEncoder
+    from mne_synapse.models import OfficialEncoder
+
+    torch.manual_seed(0)
+    theirs = OfficialEncoder().eval()
+    torch.save({"net": theirs.state_dict()}, tmp_path / "EEGEncoder_BLIP2_69000.pth")
+    assert main(["convert-official", "--checkpoint",
+                 str(tmp_path / "EEGEncoder_BLIP2_69000.pth"), "--output", str(tmp_path / "enc")]) == 0
+    out = capsys.readouterr().out
+    assert "n_layer=2, n_head=64, 27,590,878 parameters, 128 x 440 EEG -> 77 x 1024" in out
+    encoder = SynapseEncoder.load(tmp_path / "enc")
+    x = torch.randn(2, 128, 440)
+    with torch.no_grad():
+        np.testing.assert_allclose(encoder.latent(x.numpy()), theirs(x).numpy(), atol=1e-6)
+    torch.save({"net": {}}, tmp_path / "empty.pth")
+    assert main(["convert-official", "--checkpoint", str(tmp_path / "empty.pth"),
+                 "--output", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "does not hold the authors'" in err
+    assert not (tmp_path / "bad").exists()
+    assert main(["convert-official", "--checkpoint", str(tmp_path / "empty.pth"),
+                 "--encoder", str(tmp_path / "enc"), "--output", str(tmp_path / "bad")]) == 2
+    assert "--encoder goes with a Stage-2 checkpoint-N folder" in capsys.readouterr().err
 
 
 def test_data_spec_layers(tmp_path):

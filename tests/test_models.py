@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mne_synapse.losses import reconstruction_loss
-from mne_synapse.models import PRESETS, SynapseAutoencoder, count_parameters
+from mne_synapse.models import PRESETS, SynapseAutoencoder, build_autoencoder, count_parameters
 
 
 
@@ -16,12 +16,12 @@ def _tiny(**kw):
     return SynapseAutoencoder.from_preset("tiny", **kw)
 
 
-def test_paper_preset_shapes_and_size():
+def test_hybrid_preset_shapes_and_size():
     torch.manual_seed(0)
-    model = SynapseAutoencoder.from_preset("paper", n_chans=128, n_times=440).eval()
+    model = SynapseAutoencoder.from_preset("hybrid", n_chans=128, n_times=440).eval()
     assert model.electrode_schedule == (128, 64, 16, 4, 1)
     n_params = count_parameters(model)
-    print(f"paper preset: {n_params:,} parameters")
+    print(f"hybrid preset: {n_params:,} parameters")
     # 55,094,859 with these sizes; a wrong wiring moves this by millions.
     assert 50e6 < n_params < 60e6
     with torch.no_grad():
@@ -98,8 +98,10 @@ def test_bad_config(kwargs, match):
 
 
 def test_unknown_preset_and_missing_sizes():
-    with pytest.raises(ValueError, match="known presets.*paper.*tiny"):
+    with pytest.raises(ValueError, match=r"known presets: \['hybrid', 'tiny'\]"):
         SynapseAutoencoder.from_preset("huge", n_chans=4, n_times=8)
+    with pytest.raises(ValueError, match=r"known presets: \['hybrid', 'paper', 'tiny'\]"):
+        build_autoencoder("huge")
     # braindecode's own messages: the same inference as every braindecode model.
     with pytest.raises(ValueError, match="n_chans could not be inferred.*n_chans or chs_info"):
         SynapseAutoencoder(n_times=32, **PRESETS["tiny"])
@@ -123,10 +125,10 @@ def test_chs_info_and_window_inference():
         _tiny(n_chans=13, chs_info=chs_info)
 
 
-def test_paper_schedule_adapts_to_other_montages():
-    # The paper's fixed schedule is for 128 channels; others get a derived one.
+def test_hybrid_schedule_adapts_to_other_montages():
+    # The hybrid preset's fixed schedule is for 128 channels; others get a derived one.
     kw = dict(widths=(16, 32), n_heads=4, embed_dim=32, n_tokens=8)
-    model = SynapseAutoencoder.from_preset("paper", n_chans=64, n_times=16, **kw)
+    model = SynapseAutoencoder.from_preset("hybrid", n_chans=64, n_times=16, **kw)
     assert model.electrode_schedule == (64, 32)
 
 

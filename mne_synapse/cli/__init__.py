@@ -1,8 +1,9 @@
 """The ``mne-synapse`` command line.
 
-Verbs: ``info``, ``demo``, ``fit-encoder``, ``fit-generator``, ``generate`` and
-``evaluate`` (``mne-synapse VERB --help``). Each working verb reads an optional
-configuration file (TOML, or YAML with pyyaml) that its flags override; see
+Verbs: ``info``, ``demo``, ``fit-encoder``, ``fit-generator``, ``generate``,
+``evaluate`` and ``convert-official`` (``mne-synapse VERB --help``). Each working
+verb reads an optional configuration file (TOML, or YAML with pyyaml), or a named
+configuration (``--config paper``), that its flags override; see
 :mod:`mne_synapse.cli._config`. Heavy libraries are imported inside the verbs,
 so ``--help`` answers at once.
 

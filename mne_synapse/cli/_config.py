@@ -33,10 +33,11 @@ class UsageError(ValueError):
 
 def named_config(name):
     """A configuration shipped with the package, by name (``--config paper``)."""
-    from .._paper import PAPER_GENERATE, PAPER_STAGE2
+    from .._paper import PAPER_GENERATE, PAPER_STAGE1, PAPER_STAGE2
 
     if name == "paper":  # the authors' values, each documented in mne_synapse/_paper.py
-        return {"generator": dict(PAPER_STAGE2), "generate": dict(PAPER_GENERATE)}
+        return {"encoder": dict(PAPER_STAGE1), "generator": dict(PAPER_STAGE2),
+                "generate": dict(PAPER_GENERATE)}
     return None
 
 

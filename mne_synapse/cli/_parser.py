@@ -74,14 +74,20 @@ def build_parser():
     fit_gen.add_argument("--base-model", help="'tiny' or a Stable Diffusion hub name or folder")
 
     convert = verb("convert-official", convert_official,
-                   "read a checkpoint-N folder of the authors' Stage-2 trainer onto its base "
-                   "model and save it as a generator")
+                   "save the authors' files as ours: their Stage-1 .pth file as an encoder, "
+                   "a checkpoint-N folder of their Stage-2 trainer (onto its base model) "
+                   "as a generator")
     convert.add_argument("--checkpoint", required=True,
-                         help="their checkpoint-N folder (unet/, ip_adaption/, ema_unet/)")
-    convert.add_argument("--encoder", required=True,
-                         help="the Stage-1 encoder it was trained with: a folder written by "
-                              "fit-encoder (SynapseEncoder.save)")
-    convert.add_argument("--output", required=True, help="folder to save the generator in")
+                         help="their Stage-1 file (the released EEGEncoder_BLIP2_*.pth, or "
+                              "their trainer's checkpoint; read with weights_only), or their "
+                              "Stage-2 checkpoint-N folder (unet/, ip_adaption/, ema_unet/)")
+    convert.add_argument("--encoder",
+                         help="with a checkpoint-N folder: the Stage-1 encoder it was "
+                              "trained with, a folder written by fit-encoder or their .pth")
+    convert.add_argument("--n-head", type=positive_int, default=64,
+                         help="attention heads of their Stage-1 network, which the weights "
+                              "do not reveal (64, as released; their Train_AE.json says 16)")
+    convert.add_argument("--output", required=True, help="folder to save the result in")
     convert.add_argument("--base-model", default="stabilityai/stable-diffusion-2-1",
                          help="the Stable Diffusion they finetuned, hub name or folder "
                               "(default stabilityai/stable-diffusion-2-1)")

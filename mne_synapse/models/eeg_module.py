@@ -34,13 +34,17 @@ class EEGLatentModule(EEGModuleMixin, nn.Module):
 
     ``forward(x)`` is then:
 
-    - without ``n_outputs``: ``(z, x_hat)``, the autoencoder (Stage 1 trains this);
+    - without ``n_outputs``: ``(z, x_hat)``, the autoencoder (Stage 1 trains this;
+      ``x_hat`` is None for a network without decoder, ``reconstructs = False``);
     - with ``n_outputs``: class scores ``(batch, n_outputs)`` from a linear
       head on the token mean of ``Z_latent`` (the CLIP-space embedding);
     - with ``return_features=True``: braindecode's feature dict,
       ``{"features": pooled latent (batch, embed_dim), "latent": z,
       "cls_token": None}``.
     """
+
+    # False for a network without decoder (the authors' encoder file holds none).
+    reconstructs = True
 
     _HUB_NOTES_TEMPLATE = """
     .. rubric:: Sharing
@@ -103,7 +107,7 @@ class EEGLatentModule(EEGModuleMixin, nn.Module):
         if return_features:
             return {"features": z.mean(dim=1), "latent": z, "cls_token": None}
         if self.final_layer is None:
-            return z, self.decode(z)
+            return z, self.decode(z) if self.reconstructs else None
         return self.final_layer(z.mean(dim=1))
 
     @classmethod

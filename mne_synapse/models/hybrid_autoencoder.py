@@ -17,8 +17,9 @@ from .eeg_module import EEGLatentModule
 # Electrode counts of the paper after the first level (128 -> 64 -> 16 -> 4 -> 1).
 _PAPER_ELECTRODE_TAIL = (64, 16, 4, 1)
 
+# Sizes of our network by name (the authors' network is preset "paper", see presets.py).
 PRESETS = {
-    "paper": dict(
+    "hybrid": dict(
         widths=(64, 128, 256, 512, 1024), electrode_schedule=(128, 64, 16, 4, 1),
         n_res_blocks=2, n_heads=16, n_tokens=77, embed_dim=1024, dropout=0.5,
     ),
@@ -277,12 +278,13 @@ class SynapseAutoencoder(EEGLatentModule):
         Parameters
         ----------
         name : str
-            A key of :data:`PRESETS` (``"paper"`` or ``"tiny"``).
+            A key of :data:`PRESETS` (``"hybrid"``: full size, 77 x 1024
+            latent; ``"tiny"``: the miniature world's).
         **overrides
             Constructor arguments, e.g. ``n_chans`` and ``n_times``, or any
-            size to change. If ``n_chans`` differs from the preset's fixed
-            electrode schedule (``paper`` is for 128 channels) and no schedule
-            is given, the schedule is derived instead.
+            size to change. If ``n_chans`` or the number of widths differs
+            from the preset's fixed electrode schedule (``hybrid``: 128 channels,
+            5 levels) and no schedule is given, the schedule is derived instead.
 
         Returns
         -------
@@ -297,8 +299,9 @@ class SynapseAutoencoder(EEGLatentModule):
         n_chans = overrides.get("n_chans",
                                 None if chs_info is None else len(chs_info))
         sched = kwargs.get("electrode_schedule")
+        n_levels = len(overrides.get("widths", kwargs["widths"]))
         if ("electrode_schedule" not in overrides and sched is not None
-                and n_chans is not None and sched[0] != n_chans):
+                and ((n_chans is not None and sched[0] != n_chans) or len(sched) != n_levels)):
             kwargs["electrode_schedule"] = None
         kwargs.update(overrides)
         return cls(**kwargs)

@@ -13,6 +13,8 @@ from torch.nn import functional as F
 
 # Their GroupNorm and LayerNorm both use this epsilon (PyTorch's default is 1e-5).
 NORM_EPS = 1e-6
+# Groups of every GroupNorm (their ``groups``).
+GROUPS = 32
 
 
 class Pointwise(nn.Module):
@@ -67,7 +69,7 @@ class ResidualUnit(nn.Module):
     agree: their released configuration sets ``shortcut=1`` everywhere.
     """
 
-    def __init__(self, in_features, out_features, dropout, groups=32):
+    def __init__(self, in_features, out_features, dropout, groups=GROUPS):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_features, eps=NORM_EPS)
         self.conv1 = Pointwise(in_features, out_features)
