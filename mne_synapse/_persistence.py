@@ -26,9 +26,8 @@ from pathlib import Path
 
 from .utils import _fsync_dir, atomic_write, hash_file, is_main_process
 
-# 2: the encoder's config records its network's class ("architecture"), and
-# preset "paper" means the authors' network. Format 1 is read with its
-# "paper" (then our hybrid network at full size) renamed "hybrid".
+# 2: encoders record their network's class ("architecture"); preset "paper" is the
+# authors' network (in format 1 it was ours at full size, read now as "hybrid").
 FORMAT_VERSION = 2
 # (config, weights) file names and the word users know each estimator by.
 _LAYOUT = {
@@ -105,8 +104,6 @@ def load_estimator(cls, path, device, required=()):
         raise ValueError(f"{path / config_name} names no mne-synapse estimator: {path} is "
                          "another library's folder (a torch module saved with "
                          "save_pretrained? load it with that class's from_pretrained).")
-    if config.get("format_version") == 1:
-        config = _from_format_1(config)
     if config.get("estimator") != name or config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} holds a {config.get('estimator')} saved in format "
@@ -338,7 +335,7 @@ def _read_config(file, noun):
         raise ValueError(f"{file} is corrupt ({err}); save the {noun} again.") from err
     if not isinstance(config, dict):
         raise ValueError(f"{file} is not a {noun} config; save the {noun} again.")
-    return config
+    return _from_format_1(config) if config.get("format_version") == 1 else config
 
 
 def _refuse_other_folder(path, name):
@@ -365,9 +362,8 @@ def _from_format_1(config):
     """A format-1 config in format 2: before the authors' network, every encoder was ours."""
     config = dict(config, format_version=FORMAT_VERSION)
     if config.get("estimator") == "SynapseEncoder" and isinstance(config.get("params"), dict):
-        preset = config["params"].get("preset")
-        config["params"] = dict(config["params"],
-                                preset="hybrid" if preset == "paper" else preset)
+        preset = {"paper": "hybrid"}.get(config["params"].get("preset"))
+        config["params"] = dict(config["params"], **({"preset": preset} if preset else {}))
         config.setdefault("architecture", "SynapseAutoencoder")
     return config
 

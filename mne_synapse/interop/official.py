@@ -49,7 +49,8 @@ def load_official_stage1(fname, *, n_head=64, n_layer=None, dropout=0.5, verbose
     dropout : float
         Dropout rate of the rebuilt network (0.5 in their configurations);
         it matters only in training mode.
-    %(verbose)s
+    verbose : bool | str | int | None
+        MNE-style verbosity; at ``'info'`` a line says what was loaded.
 
     Returns
     -------
