@@ -70,7 +70,7 @@ def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
     signal = ("n_outputs", "chs_info", "input_window_seconds", "sfreq")
     sizes = {name: param.default for name, param in
              inspect.signature(OfficialAutoencoder).parameters.items() if name not in signal}
-    sizes.update(n_chans=N_ELECTRODES, n_times=N_SAMPLES, **user)
+    sizes.update({"n_chans": N_ELECTRODES, "n_times": N_SAMPLES, **user})
     _inputs.check_paper_input(sizes, n_chans, n_times)
     if not sizes["decoder"] and encoder.recon_weight > 0:
         raise ValueError("module_kwargs={'decoder': False} builds no decoder, so there is "

@@ -39,7 +39,8 @@ def test_both_are_braindecode_models_with_braindecodes_inference():
     assert isinstance(theirs, EEGModuleMixin)
     assert (theirs.n_chans, theirs.n_times, theirs.input_window_seconds) == (128, 440, 0.44)
     assert OfficialAutoencoder(n_layer=1, chs_info=_chs_info(128)).n_chans == 128
-    with pytest.raises(ValueError, match="128 electrodes x 440 samples.*SynapseAutoencoder"):
+    # Their electrode schedule (n_chans, n_chans / 2, then / 4 per level) must end on one.
+    with pytest.raises(ValueError, match="n_chans=64 does not fit 5 levels.*128 to 255"):
         OfficialAutoencoder(n_layer=1, n_chans=64)
 
 
