@@ -1,13 +1,10 @@
 """Tests of the Stage-1 hybrid autoencoder (small and fast; the paper size runs once)."""
 
-import time
-
 import pytest
 import torch
 
 from mne_synapse.losses import reconstruction_loss
 from mne_synapse.models import PRESETS, SynapseAutoencoder, build_autoencoder, count_parameters
-
 
 
 def _tiny(**kw):
@@ -52,21 +49,17 @@ def test_decoder_uses_only_latent():
     torch.testing.assert_close(model.decode(z), model(x1)[1])
 
 
-def test_tiny_speed_batch32():
+def test_tiny_forward_backward_batch32():
+    """A training step at the benchmark's size gives finite gradients to every weight."""
     torch.manual_seed(0)
     model = SynapseAutoencoder.from_preset("tiny", n_chans=128, n_times=128)
     x = torch.randn(32, 128, 128)
-    z, x_hat = model(x)  # warm-up
-    (z.mean() + x_hat.mean()).backward()
-    timings = []
-    for _ in range(3):  # best of 3: robust to other processes on the machine
-        t0 = time.perf_counter()
-        z, x_hat = model(x)
-        reconstruction_loss(x_hat, x).backward()
-        timings.append(time.perf_counter() - t0)
-    elapsed = min(timings)
-    print(f"tiny fwd+bwd batch 32: {elapsed:.3f} s, {count_parameters(model):,} params")
-    assert elapsed < 1.0
+    z, x_hat = model(x)
+    reconstruction_loss(x_hat, x).backward()
+    assert z.shape[0] == 32 and x_hat.shape == x.shape
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert count_parameters(model) > 0
 
 
 @pytest.mark.parametrize("bad, match", [
