@@ -18,9 +18,12 @@ STAGE1_SOURCES = {
     "recon_weight": (0.5, "src/trainer/eeg_ae_SD2_blip_trainer.py: AutomaticWeightedLoss(5) "
                           "over sdsc, sim, cos, rec, align with its weights left at 1 (not "
                           "in the optimiser): 0.5 x (MSE + 1 - SDSC)"),
-    "align_weight": (0.5, "same: 0.5 x (MSE + cosine distance)"),
-    "contrastive_weight": (0.5, "same: 0.5 x InfoNCE"),
-    "uncertainty_weighting": (False, "same: the weights were never trained"),
+    "align_weight": (0.5, "src/trainer/eeg_ae_SD2_blip_trainer.py: the same weighting, "
+                          "0.5 x (MSE + cosine distance)"),
+    "contrastive_weight": (0.5, "src/trainer/eeg_ae_SD2_blip_trainer.py: the same "
+                                "weighting, 0.5 x InfoNCE"),
+    "uncertainty_weighting": (False, "src/trainer/eeg_ae_SD2_blip_trainer.py: its "
+                                     "AutomaticWeightedLoss never trained"),
     "learn_temperature": (False, "src/libs/losses.py: ContrastiveLoss, logit scale "
                                  "ln(1 / 0.07) = 2.6592, not in the optimiser"),
     "cosine_axis": ("tokens", "src/trainer/eeg_ae_SD2_blip_trainer.py: "
@@ -32,7 +35,7 @@ STAGE1_SOURCES = {
                            "at its default"),
     "grad_clip": (1.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: clip_grad_norm_(..., 1.0)"),
     "augment_noise": (0.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
-    "augment_shift": (0, "same"),
+    "augment_shift": (0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
     "alignment": (None, "src/datalibs/dataset.py: EEGPrepDataset feeds the stored "
                         "(preprocessed) values as they are"),
 }

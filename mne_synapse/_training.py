@@ -2,7 +2,10 @@
 
 :func:`train_encoder` wires a :class:`~mne_synapse.SynapseEncoder`'s
 parameters into a skorch net (loss, optimiser, callbacks, validation split,
-resumable checkpoint, accelerate) and trains it.
+resumable checkpoint, accelerate) and trains it. The other ways an encoder
+gets its fitted state, with the same net, are here too: a saved folder
+(:func:`encoder_files`, :func:`restore_encoder`) and the authors' files
+(:func:`official_encoder`).
 """
 
 import numpy as np
@@ -115,9 +118,10 @@ def encoder_files(encoder):
     for subject, matrix in (encoder.whiteners_ or {}).items():
         state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
     return _persistence.estimator_files(
-        "SynapseEncoder", encoder._saved_params(), state, architecture=type(encoder.net_.module_).__name__,
-        module_kwargs=encoder.module_kwargs_, n_chans=encoder.n_chans_,
-        n_times=encoder.n_times_, sfreq=encoder.sfreq_, ch_names=encoder.ch_names_,
+        "SynapseEncoder", encoder._saved_params(), state,
+        architecture=type(encoder.net_.module_).__name__, module_kwargs=encoder.module_kwargs_,
+        n_chans=encoder.n_chans_, n_times=encoder.n_times_, sfreq=encoder.sfreq_,
+        ch_names=encoder.ch_names_,
         subject_aware=encoder.subject_aware_, aligned=encoder.whiteners_ is not None,
         scale_mean=encoder.scale_mean_.ravel().tolist(),
         scale_std=encoder.scale_std_.ravel().tolist())

@@ -76,6 +76,21 @@ def test_paper_preset_is_the_authors_network():
     assert not paper.learn_temperature
 
 
+def test_paper_configuration_is_documented_value_by_value():
+    from pathlib import Path
+
+    from mne_synapse import PAPER_STAGE1
+    from mne_synapse._paper import STAGE1_SOURCES
+
+    params = SynapseEncoder.paper().get_params()
+    assert {k: params[k] for k in PAPER_STAGE1} == PAPER_STAGE1
+    SynapseEncoder.paper()._validate_params()
+    method = (Path(__file__).parents[1] / "doc" / "method.rst").read_text()
+    for name, (value, source) in STAGE1_SOURCES.items():
+        assert source.startswith("src/") and (".py" in source or ".json" in source), name
+        assert f'   ``{name}``, ``{value!r}``, "{source}"' in method, name
+
+
 def test_from_official_encoder_file(official, files, eeg):
     enc = SynapseEncoder.from_official(files["encoder"])
     z, _ = _theirs(official, eeg)

@@ -293,7 +293,8 @@ class OfficialAutoencoder(EEGLatentModule):
         self._build_head(embed_dim)
 
     def encode(self, x):
-        """``Z_latent`` ``(n_epochs, n_tokens, embed_dim)`` of EEG ``(n_epochs, n_chans, n_times)``."""
+        """``Z_latent`` ``(n_epochs, n_tokens, embed_dim)`` of EEG ``(n_epochs, n_chans,
+        n_times)``."""
         return self.Encoder(x)
 
     def decode(self, z):
