@@ -7,7 +7,8 @@ Same image-disjoint folds for every model, in the same run:
 - ``within``: the same, one subject at a time (mean over subjects; not in
   ``--quick``);
 - ``loso``: leave one subject out, and its ``test`` images only (subject- and
-  image-disjoint).
+  image-disjoint); SynapseEncoder's alignment of the new subject is calibrated
+  on those test epochs, without their labels (``SynapseEncoder.calibrate``).
 
 SynapseEncoder runs with its per-subject alignment input layer (default)
 and without it (``alignment=None``), to show what the layer adds.
@@ -67,7 +68,7 @@ def _scores(proba, y_true, classes):
     return top1, top5
 
 
-def _fit_score(make_model, epochs, train, test, labels):
+def _fit_score(make_model, epochs, train, test, labels, calibrate=False):
     import torch
 
     torch.manual_seed(0)
@@ -77,6 +78,8 @@ def _fit_score(make_model, epochs, train, test, labels):
     if not isinstance(model[0], SynapseEncoder):  # peers take arrays
         X_train, X_test = X_train.get_data(), X_test.get_data()
     model.fit(X_train, labels[train])
+    if calibrate and isinstance(model[0], SynapseEncoder):  # the new subject's alignment
+        model[0].calibrate(X_test)
     fit_time = time.perf_counter() - start
     proba = model.predict_proba(X_test)
     classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
@@ -174,7 +177,8 @@ def main(argv=None):
                 continue
             results = []
             for train, test in split_list:
-                top1, top5, fit_time, model = _fit_score(make_model, epochs, train, test, labels)
+                top1, top5, fit_time, model = _fit_score(make_model, epochs, train, test,
+                                                         labels, calibrate=setting == "loso")
                 results.append((top1, top5, fit_time))
                 if name == "SynapseEncoder+LR":
                     retrieval.setdefault(setting, []).append(

@@ -8,6 +8,7 @@ ORDER = [
     "plot_decoding_cross_validation.py",
     "plot_leave_one_subject_out.py",
     "plot_generate_images.py",
+    "plot_own_data.py",
     "cvpr40_sd21_recipe.py",
 ]
 

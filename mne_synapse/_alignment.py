@@ -5,9 +5,15 @@ subject's mean spatial covariance (shrunk towards a scaled identity so that
 few epochs, or a rank-deficient montage, still give a stable inverse). After
 alignment every subject's mean covariance is the identity: head shape, lead
 field and electrode impedances no longer move the data around, and the
-background noise that dominates EEG is spatially white. It needs no labels,
-so a subject never seen in training is aligned from its own (unlabelled)
-epochs at transform time.
+background noise that dominates EEG is spatially white.
+
+The policy (what an epoch is multiplied by) depends only on the epoch and
+its subject, never on the other epochs passed with it:
+
+- a subject seen in fit, or calibrated since (``SynapseEncoder.calibrate``),
+  uses its own whitener;
+- anything else (an uncalibrated subject, an array without subjects) uses the
+  subject-agnostic whitener, key ``''``: that of all training epochs together.
 """
 
 import numpy as np
@@ -69,7 +75,7 @@ def whitener(cov, shrinkage):
     return ((eigvec / np.sqrt(eigval)) @ eigvec.T).astype(np.float32)
 
 
-def fit_whiteners(data, groups, shrinkage, only=None):
+def fit_whiteners(data, groups, shrinkage):
     """One whitener per group (subject).
 
     Parameters
@@ -80,51 +86,158 @@ def fit_whiteners(data, groups, shrinkage, only=None):
         The group (subject) of each epoch.
     shrinkage : float
         See :func:`whitener`.
-    only : sequence | None
-        The groups to fit (default: all).
 
     Returns
     -------
     whiteners : dict
         ``{group: ndarray (n_chans, n_chans)}``.
     """
-    out = {}
-    for group in np.unique(groups) if only is None else only:
-        index = np.flatnonzero(groups == group)
-        out[str(group)] = whitener(mean_covariance(RowView(data, index)), shrinkage)
+    return {str(group): whitener(mean_covariance(RowView(data, np.flatnonzero(groups == group))),
+                                 shrinkage)
+            for group in np.unique(groups)}
+
+
+AGNOSTIC = ""  # key of the subject-agnostic whitener (all training epochs together)
+
+
+def epoch_subjects(n_epochs, metadata, subject_column, subjects=None):
+    """The subject of each epoch as strings: ``subjects`` > ``metadata[subject_column]`` > None.
+
+    ``subjects`` may be one value for all epochs or one per epoch.
+    """
+    if subjects is None:
+        if metadata is None or subject_column not in metadata:
+            return None
+        subjects = metadata[subject_column].to_numpy()
+    elif np.ndim(subjects) == 0:
+        subjects = np.full(n_epochs, subjects, dtype=object)
+    subjects = np.asarray(subjects).astype(str)
+    if subjects.shape != (n_epochs,):
+        raise ValueError(f"subjects has {len(subjects)} entries for {n_epochs} epochs; "
+                         "pass one subject per epoch, or one for all.")
+    if np.any(subjects == AGNOSTIC):
+        raise ValueError("A subject is the empty string; name every subject (e.g. 'sub-01').")
+    return subjects
+
+
+def fit_alignment(data, subjects, shrinkage):
+    """The whiteners of fit: one per subject and the subject-agnostic one (key ``''``).
+
+    The subject-agnostic whitener is that of the mean covariance of all
+    epochs; without subjects it is the only one.
+    """
+    if subjects is None:
+        return {AGNOSTIC: whitener(mean_covariance(data), shrinkage)}
+    covs, counts = {}, {}
+    for subject in np.unique(subjects):
+        index = np.flatnonzero(subjects == subject)
+        covs[subject], counts[subject] = mean_covariance(RowView(data, index)), len(index)
+    pooled = sum(counts[s] * covs[s] for s in covs) / len(subjects)
+    out = {str(s): whitener(c, shrinkage) for s, c in covs.items()}
+    out[AGNOSTIC] = whitener(pooled, shrinkage)
     return out
 
 
-def subject_keys(subjects, n_epochs, subject_aware):
-    """The whitener key of each epoch: its subject, or one key for all.
+def policy_keys(subjects, whiteners, n_epochs):
+    """The whitener key of each epoch and the subjects that fell back to ``''``.
 
-    An encoder fitted without subjects has one whitener, key ``''``. A
-    subject-aware encoder given epochs without subjects treats them as one
-    new subject, ``'<unknown>'``.
+    Returns
+    -------
+    keys : ndarray of str, shape (n_epochs,)
+        The epoch's subject when it has a whitener, else ``''``.
+    fallback : list of str | None
+        The subjects without a whitener (None: the epochs have no subjects).
     """
-    if subject_aware and subjects is not None:
-        return subjects
-    return np.full(n_epochs, "<unknown>" if subject_aware else "")
+    if subjects is None:
+        return np.full(n_epochs, AGNOSTIC), None
+    known = np.isin(subjects, list(whiteners))
+    return np.where(known, subjects, AGNOSTIC), sorted({str(s) for s in subjects[~known]})
 
 
-def align(data, keys, whiteners, shrinkage, verbose=False):
-    """``data`` seen through the whitener of each epoch's group, as an :class:`AlignedEEG`.
-
-    Groups of ``keys`` without a whitener in ``whiteners`` (subjects not seen
-    in fit) get one fitted here, from their epochs in ``data``.
-    """
-    whiteners = dict(whiteners)
-    new = sorted(set(np.unique(keys)) - set(whiteners))
-    if new and verbose:
-        from mne.utils import logger
-
-        logger.info(f"Aligning subject(s) {new}, not seen in fit, from the "
-                    f"{int(np.isin(keys, new).sum())} epochs given.")
-    if new:
-        whiteners.update(fit_whiteners(data, keys, shrinkage, only=new))
+def align(data, keys, whiteners):
+    """``data`` seen through the whitener of each epoch's key, as an :class:`AlignedEEG`."""
+    if AGNOSTIC in set(keys) and AGNOSTIC not in whiteners:
+        raise ValueError(
+            "This encoder has no subject-agnostic alignment (it was saved by an older "
+            "version): calibrate each new subject first with encoder.calibrate(epochs) "
+            "(or subjects=... for arrays).")
     names = sorted(whiteners)
     codes = np.searchsorted(names, keys)
     return AlignedEEG(data, np.stack([whiteners[n] for n in names]), codes)
+
+
+class SubjectAlignment:
+    """The encoder's alignment layer: per-subject whiteners, fitted, calibrated and applied.
+
+    A mixin of :class:`~mne_synapse.SynapseEncoder` (which gives
+    ``alignment``, ``alignment_shrinkage``, ``subject_column`` and ``_checked``).
+    """
+
+    def _fit_alignment(self, data, metadata, subjects):
+        """Learn the whiteners of fit; return ``data`` aligned."""
+        subjects = epoch_subjects(len(data), metadata, self.subject_column, subjects)
+        self.subject_aware_ = subjects is not None
+        self.whiteners_ = None if self.alignment is None else fit_alignment(
+            data, subjects, self.alignment_shrinkage)
+        return self._align(data, metadata, subjects)
+
+    def _align(self, data, metadata, subjects=None):
+        """``data`` as the network sees it, by the policy of this module's docstring.
+
+        Warns when an encoder fitted with subjects meets epochs without a subject
+        or of an uncalibrated subject (they get the subject-agnostic whitener).
+        """
+        if self.whiteners_ is None:
+            return data
+        subjects = epoch_subjects(len(data), metadata, self.subject_column, subjects)
+        keys, fallback = policy_keys(subjects, self.whiteners_, len(data))
+        if self.subject_aware_ and (fallback is None or fallback):
+            import warnings
+
+            who = (f"of subject(s) {fallback[:5]}{' ...' if len(fallback) > 5 else ''}, "
+                   "neither seen in fit nor calibrated," if fallback else "without a subject")
+            warnings.warn(
+                f"{int(np.sum(keys == AGNOSTIC))} epoch(s) {who} are aligned with the "
+                "subject-agnostic whitener (all training epochs). For a subject's own "
+                "alignment call encoder.calibrate(its epochs) first; pass arrays with "
+                f"subjects=... (or Epochs with metadata[{self.subject_column!r}]).",
+                UserWarning, stacklevel=4)
+        return align(data, keys, self.whiteners_)
+
+    def calibrate(self, X, subjects=None):
+        """Learn the alignment of subjects from their epochs (no labels needed).
+
+        Estimates each subject's whitener from the epochs given, as fit does,
+        and keeps it in ``whiteners_`` (saved with the encoder): every later
+        call embeds that subject's epochs with it, one at a time or in any
+        batch. Pass all the epochs of a subject you have (tens at least);
+        calibrating a known subject replaces its whitener. Nothing to do with
+        ``alignment=None``. See :doc:`/own_data`.
+
+        Parameters
+        ----------
+        X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
+            EEG of one or more subjects (channels and times as in fit).
+        subjects : array-like | str | int | None
+            The subject of each epoch, or one for all; by default
+            ``X.metadata[subject_column]``.
+
+        Returns
+        -------
+        self : SynapseEncoder
+        """
+        data, metadata = self._checked(X)
+        if self.whiteners_ is None:
+            return self
+        subjects = epoch_subjects(len(data), metadata, self.subject_column, subjects)
+        if subjects is None:
+            raise ValueError(
+                "calibrate needs the subject of each epoch: pass Epochs with "
+                f"metadata[{self.subject_column!r}], or subjects= (one per epoch, or one "
+                "for all).")
+        self.whiteners_ = {**self.whiteners_,
+                           **fit_whiteners(data, subjects, self.alignment_shrinkage)}
+        return self
 
 
 class RowView:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils import is_verbose
+from .utils import quiet_libraries, show_progress
 
 
 def load_base_model(base_model):
@@ -41,9 +41,10 @@ def load_base_model(base_model):
     folder = Path(str(base_model)).expanduser()
     source = str(folder) if folder.is_dir() else str(base_model)
     try:
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
-        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+        with quiet_libraries():  # their download warnings come before our clear error
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
+            vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
+            scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
     except Exception as err:  # noqa: BLE001 - every loader failure means missing weights
         raise FileNotFoundError(
             f"Could not load Stable Diffusion {base_model!r} ({type(err).__name__}: {err}). "
@@ -74,11 +75,12 @@ def sampling_pipeline(vae, unet, noise_scheduler, scheduler="DDIMScheduler"):
     except AttributeError as err:
         raise ValueError(f"Unknown diffusers scheduler {scheduler!r}; use the class name of "
                          "one, e.g. 'DDIMScheduler'.") from err
-    return diffusers.StableDiffusionPipeline(
-        vae=vae, text_encoder=None, tokenizer=None, unet=unet,
-        scheduler=scheduler_cls.from_config(noise_scheduler.config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    with quiet_libraries():  # e.g. the "steps_offset" notice of old SD configs
+        return diffusers.StableDiffusionPipeline(
+            vae=vae, text_encoder=None, tokenizer=None, unet=unet,
+            scheduler=scheduler_cls.from_config(noise_scheduler.config),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
 
 
 def prepare_unet(unet, n_adapt_tokens, adapter_scale, recipe):
@@ -163,6 +165,56 @@ def encode_images(images, vae, size, sample=False):
     return torch.cat(means), (torch.cat(stds) if sample else None)
 
 
+# VAE reconstruction error (mean squared, pixels in [-1, 1]) above which stimuli are not
+# the synthetic kind the miniature model knows: its own stimuli give < 0.01, natural
+# photographs 0.06 to 0.5 and flat shapes on white 0.8 (tests/test_own_data.py).
+_MINIATURE_ERROR = 0.03
+
+
+def check_stimuli(images, vae, size, base_id, verbose=None):
+    """Say what the base model will make of the stimuli, before finetuning on them.
+
+    Logs (info) when the stimuli are resized to the generator's ``size``, and
+    warns when the miniature world's model (``base_id == 'tiny'``) is given
+    stimuli it cannot draw: its VAE, trained on the synthetic shapes only,
+    reproduces a sample of them badly.
+    """
+    import torch
+    from mne.utils import logger, use_log_level
+
+    from .clip import read_image
+
+    sample = [read_image(images[i]) for i in
+              np.unique(np.linspace(0, len(images) - 1, 16).astype(int))]
+    height, width = sample[0].shape[:2]
+    if (height, width) != (size, size):
+        with use_log_level(verbose):
+            logger.info(f"Stimuli of {width} x {height} px are resized to {size} x {size} "
+                        f"px, the size base model {base_id!r} makes: generated images "
+                        f"are {size} px.")
+    if base_id != "tiny":
+        return
+    from PIL import Image
+
+    x = torch.as_tensor(np.stack([np.asarray(Image.fromarray(im).resize(
+        (size, size), Image.BICUBIC)) for im in sample])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        x = x.to(vae.device)
+        error = float(((vae.decode(vae.encode(x).latent_dist.mean).sample - x) ** 2)
+                      .mean(dim=(1, 2, 3)).median())
+    if error > _MINIATURE_ERROR:
+        import warnings
+
+        warnings.warn(
+            "base_model='tiny' is the miniature world's Stable Diffusion: it knows only "
+            "the synthetic shapes of make_synthetic, and these stimuli are of another kind "
+            f"(its VAE redraws them with error {error:.2f}, synthetic ones < 0.01), so it "
+            "will draw coloured blobs. For real images fit the encoder with "
+            "clip_model='ViT-H-14' and use base_model='stabilityai/stable-diffusion-2-1' "
+            "on a GPU (see 'Your own data' in the documentation).", UserWarning,
+            stacklevel=3)
+
+
 class EEGLatents:
     """``Z_latent`` of batches of epochs for finetuning, from a frozen encoder.
 
@@ -174,18 +226,19 @@ class EEGLatents:
     a batch at a time.
     """
 
-    def __init__(self, encoder, X, dropout=False):
+    def __init__(self, encoder, X, dropout=False, subjects=None):
         import copy
 
         import torch
 
         self.dropout = bool(dropout)
         if self.dropout:
-            self.encoder, self.data = encoder, encoder._prepare(X)
+            self.encoder, self.data = encoder, encoder._prepare(X, subjects)
             self.module = copy.deepcopy(encoder.net_.module_).requires_grad_(False).train()
-            self.n, self.embed_dim = len(self.data), encoder.latent(X[:1]).shape[-1]
+            first = subjects if subjects is None or np.ndim(subjects) == 0 else subjects[:1]
+            self.n, self.embed_dim = len(self.data), encoder.latent(X[:1], first).shape[-1]
         else:
-            self.z = torch.as_tensor(encoder.latent(X), dtype=torch.float32)
+            self.z = torch.as_tensor(encoder.latent(X, subjects), dtype=torch.float32)
             self.n, self.embed_dim = self.z.shape[0], self.z.shape[-1]
 
     def __call__(self, idx, device):
@@ -258,7 +311,8 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, latents, images, se
     adapter.train()
     steps = tqdm(range(estimator.max_steps * estimator.grad_accumulation),
                  desc="stage 2 (finetuning)", unit="step",
-                 disable=not (is_verbose(estimator.verbose) and accelerator.is_local_main_process))
+                 disable=not (show_progress(estimator.verbose)
+                              and accelerator.is_local_main_process))
     with torch.random.fork_rng(devices=[]), steps:
         torch.manual_seed(seed)
         for _ in steps:

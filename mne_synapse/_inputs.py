@@ -18,7 +18,6 @@ def is_epochs(X):
 def get_data(X, name="X", lazy=False):
     """Return (data as float32 (n_epochs, n_chans, n_times), info or None, metadata or None).
 
-    2-D arrays are read as single-channel signals, shape (n_epochs, 1, n_times).
     A list of Epochs (what scikit-learn's cross-validation makes of an Epochs
     object when it indexes it) is joined back into one. With ``lazy=True``, a
     memory-mapped array or ``mne.Epochs(preload=False)`` is returned as a
@@ -52,8 +51,6 @@ def get_data(X, name="X", lazy=False):
             f"n_times), got {type(X).__name__}."
         )
     data = _check_dtype(data, name)
-    if data.ndim == 2:
-        data = data[:, None, :]
     _check_shape(data.shape, name)
     check_finite(data, name)
     return data.astype(np.float32, copy=False), info, metadata
@@ -82,6 +79,12 @@ def _check_dtype(data, name):
 
 
 def _check_shape(shape, name):
+    if len(shape) == 2:
+        raise ValueError(
+            f"{name} is 2-D, shape {tuple(shape)}, but EEG epochs are 3-D (n_epochs, "
+            f"n_chans, n_times): pass one epoch as {name}[np.newaxis], single-channel "
+            f"epochs as {name}[:, np.newaxis, :], or mne.Epochs."
+        )
     if len(shape) != 3:
         raise ValueError(
             f"{name} must be 3-D (n_epochs, n_chans, n_times) or mne.Epochs, got "
@@ -122,8 +125,7 @@ class LazyEEG:
             self.shape = (len(source), *first.shape[1:])
         else:
             _check_dtype(np.empty(0, source.dtype), name)
-            shape = source.shape if source.ndim != 2 else (source.shape[0], 1, source.shape[1])
-            self.shape = tuple(shape)
+            self.shape = tuple(source.shape)
         _check_shape(self.shape, name)
 
     def __len__(self):
@@ -141,8 +143,6 @@ class LazyEEG:
             order = np.argsort(idx, kind="stable")  # read the file front to back
             data = np.asarray(self.source[idx[order]])[np.argsort(order, kind="stable")]
         data = _check_dtype(np.asarray(data), self.name).astype(np.float32, copy=False)
-        if data.ndim == 2:
-            data = data[:, None, :]
         check_finite(data, self.name)
         return data[0] if scalar else data
 
@@ -332,11 +332,7 @@ def check_same_signal(data, info, fitted, name="X"):
                 f"epochs.resample({fitted['sfreq']})."
             )
         if fitted.get("ch_names") is not None and list(info["ch_names"]) != fitted["ch_names"]:
-            raise ValueError(
-                f"{name}'s {len(info['ch_names'])} channel names or their order differ "
-                f"from the {len(fitted['ch_names'])} seen in fit; pick and order them "
-                "with epochs.reorder_channels(estimator.ch_names_)."
-            )
+            raise ValueError(channel_advice(list(info["ch_names"]), fitted["ch_names"], name))
     _, n_chans, n_times = data.shape
     if n_chans != fitted["n_chans"] or n_times != fitted["n_times"]:
         raise ValueError(
@@ -359,53 +355,35 @@ def check_paper_input(sizes, n_chans, n_times):
             "128 x 440), or use preset='hybrid', which takes any montage and length.")
 
 
-def resolve_stimuli(n_epochs, metadata, images, captions, y, image_column,
-                    caption_column, caption_template, need_images, need_captions):
-    """Per-epoch stimulus images (arrays or paths) and captions.
+def channel_advice(names, fitted, name="X"):
+    """What to do when the channels of ``name`` are not those seen in fit, in their order."""
+    missing = [ch for ch in fitted if ch not in names]
+    if not missing:
+        return (f"{name}'s {len(names)} channels differ from the {len(fitted)} seen in fit "
+                "(other channels or another order); select and order them with "
+                "epochs.pick(estimator.ch_names_).")
+    shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return (f"{name} lacks {len(missing)} of the {len(fitted)} channels seen in fit ({shown}). "
+            "Interpolate them: epochs.interpolate_to(montage) onto the montage of the "
+            "fitted channels (or add them, mark them bad and epochs.interpolate_bads()), "
+            "then epochs.pick(estimator.ch_names_); or refit on the channels you have.")
 
-    Explicit ``images``/``captions`` win over ``metadata`` columns; captions
-    fall back to ``caption_template`` over the class name (metadata column
-    ``class_name``, else ``y``).
-    """
-    def per_epoch(values, what):
-        values = list(values) if not isinstance(values, np.ndarray) else values
-        if len(values) != n_epochs:
-            raise ValueError(
-                f"Got {len(values)} {what} for {n_epochs} epochs; pass one per epoch."
-            )
-        return values
 
-    columns = [] if metadata is None else list(metadata.columns)
-    if images is None and need_images:
-        if image_column not in columns:
-            raise ValueError(
-                f"No stimulus images: epochs.metadata has no {image_column!r} column "
-                f"(columns: {columns}). Add a column of image paths, pass "
-                "images=... to fit, or set contrastive_weight=0 to train without images."
-            )
-        images = metadata[image_column].to_numpy()
-        missing = [i for i, v in enumerate(images) if not isinstance(v, str)]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} epochs have no image path in metadata[{image_column!r}] "
-                f"(first: epoch {missing[0]}); drop them or pass images=..."
-            )
-    if images is not None:
-        images = per_epoch(images, "images")
+def signal_rms(data, n_epochs=64):
+    """Root mean square of the first ``n_epochs`` epochs: the order of magnitude of the units."""
+    return float(np.sqrt(np.mean(np.square(np.asarray(data[:n_epochs], dtype=np.float64)))))
 
-    if captions is None and need_captions:
-        if caption_column in columns:
-            captions = metadata[caption_column].astype(str).to_numpy()
-        elif "class_name" in columns:
-            captions = [caption_template.format(c) for c in metadata["class_name"]]
-        elif y is not None:
-            captions = [caption_template.format(c) for c in np.asarray(y)]
-        else:
-            raise ValueError(
-                "No captions: add a 'caption' or 'class_name' column to "
-                "epochs.metadata, pass captions=... or class labels y, or set "
-                "align_weight=0."
-            )
-    if captions is not None:
-        captions = per_epoch(captions, "captions")
-    return images, captions
+
+def check_scale(rms, fitted_rms, name="X", factor=100.0):
+    """Warn when ``rms`` is orders of magnitude off the one seen in fit (volts vs microvolts)."""
+    if not fitted_rms or not rms:
+        return
+    ratio = rms / fitted_rms
+    if ratio > factor or ratio < 1 / factor:
+        import warnings
+
+        warnings.warn(
+            f"{name}'s amplitude (RMS {rms:.3g}) is {ratio:.0e} times that seen in fit "
+            f"({fitted_rms:.3g}): are the units different? mne.Epochs hold volts; arrays "
+            "from braindecode or other tools are often in microvolts (x 1e6). Pass the "
+            "data in the units of fit.", UserWarning, stacklevel=4)

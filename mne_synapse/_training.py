@@ -14,7 +14,7 @@ from skorch import NeuralNet
 from skorch.hf import AccelerateMixin
 
 from . import _inputs
-from .utils import is_verbose
+from .utils import LogSink, is_verbose
 
 
 def check_training_params(encoder):
@@ -93,7 +93,7 @@ def set_fitted(encoder, module, device, **fitted):
     """Make ``encoder`` fitted with ``module`` (weights already in) and the ``fitted`` attributes.
 
     ``fitted`` gives ``n_chans``, ``n_times``, ``sfreq``, ``ch_names``,
-    ``module_kwargs``, ``scale_mean``, ``scale_std``, ``subject_aware`` and
+    ``module_kwargs``, ``scale_mean``, ``scale_std``, ``subject_aware``, ``signal_rms`` and
     ``whiteners``, each set as the attribute of that name plus ``_``.
     """
     from .losses import SynapseLoss
@@ -123,6 +123,7 @@ def encoder_files(encoder):
         n_chans=encoder.n_chans_, n_times=encoder.n_times_, sfreq=encoder.sfreq_,
         ch_names=encoder.ch_names_,
         subject_aware=encoder.subject_aware_, aligned=encoder.whiteners_ is not None,
+        signal_rms=getattr(encoder, "signal_rms_", None),
         scale_mean=encoder.scale_mean_.ravel().tolist(),
         scale_std=encoder.scale_std_.ravel().tolist())
 
@@ -156,6 +157,7 @@ def restore_encoder(cls, path, device):
         scale_mean=np.asarray(config["scale_mean"], np.float32)[:, None],
         scale_std=np.asarray(config["scale_std"], np.float32)[:, None],
         subject_aware=bool(config.get("subject_aware", False)),
+        signal_rms=config.get("signal_rms"),
         whiteners=whiteners if config.get("aligned", False) else None)
 
 
@@ -185,7 +187,8 @@ def official_encoder(cls, fname, n_head, device, verbose, params):
         self, module.eval(), device, n_chans=n_chans, n_times=n_times, sfreq=None,
         ch_names=None, module_kwargs=module_kwargs_for(self, n_chans, n_times, None),
         scale_mean=np.zeros((n_chans, 1), np.float32),
-        scale_std=np.ones((n_chans, 1), np.float32), subject_aware=False, whiteners=None)
+        scale_std=np.ones((n_chans, 1), np.float32), subject_aware=False, whiteners=None,
+        signal_rms=None)
 
 
 def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_table, seed,
@@ -245,12 +248,14 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
         if checkpoint is not None:
             callbacks.append(("checkpoint", EpochCheckpoint(checkpoint, fingerprint,
                                                             loader_rng)))
+        # The epoch table goes through MNE's logger (verbose, log level, log file;
+        # colour codes on terminals only), from the main process of a distributed run.
+        sink = LogSink(encoder.verbose)
         net_class, placement = SynapseNet, dict(device=encoder.device)
         if encoder.accelerator is not None:  # it places and wraps (DDP) the modules itself
             net_class, placement = AcceleratedSynapseNet, dict(
                 accelerator=encoder.accelerator, device=None, grad_clip=encoder.grad_clip)
-            if not is_verbose(encoder.verbose):  # skorch logs through any sink but print
-                placement["callbacks__print_log__sink"] = print  # even at verbose=0
+            sink = sink if encoder.accelerator.is_main_process else LogSink(False)
         net = net_class(
             module, criterion=SynapseLoss,
             criterion__recon_weight=encoder.recon_weight,
@@ -265,7 +270,7 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
             iterator_train__shuffle=True,
             iterator_train__generator=loader_rng,
             train_split=train_split, callbacks=callbacks, **placement,
-            verbose=int(is_verbose(encoder.verbose)),
+            callbacks__print_log__sink=sink, verbose=int(is_verbose(encoder.verbose)),
         )
         net.image_table_, net.text_table_ = image_table, text_table
         net.augment_noise, net.augment_shift = encoder.augment_noise, int(encoder.augment_shift)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mne.utils import logger, verbose
 
-from .utils import atomic_write, fingerprint, get_cache_dir, hash_file, is_verbose
+from .utils import atomic_write, fingerprint, get_cache_dir, hash_file, show_progress
 
 AUTHORS_CAPTIONER = "Salesforce/blip2-flan-t5-xl"
 
@@ -137,7 +137,7 @@ def caption_images(images, model=AUTHORS_CAPTIONER, batch_size=8, num_beams=3,
         processor, net = _load(model, device)
         first = {key: image for key, image in zip(keys, images)}
         with tqdm(total=len(todo), desc="captions", unit="image",
-                  disable=not is_verbose(verbose)) as bar, torch.no_grad():
+                  disable=not show_progress(verbose)) as bar, torch.no_grad():
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 inputs = processor(images=[_open(first[k]) for k in batch], return_tensors="pt")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils import atomic_write
+from .utils import atomic_write, quiet_libraries
 
 _HUB_HINT = {
     ("ViT-H-14", "laion2b_s32b_b79k"): "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
@@ -170,9 +170,10 @@ class CLIPEmbedder:
                     f"known tags: {tags}."
                 )
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self.model_name, pretrained=pretrained
-            )
+            with quiet_libraries():  # open_clip logs an ERROR before it raises
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model_name, pretrained=pretrained
+                )
         except Exception as err:  # noqa: BLE001 - any loader failure means missing weights
             hint = _HUB_HINT.get((self.model_name, pretrained), "the Hugging Face hub (laion/...)")
             raise FileNotFoundError(

@@ -4,16 +4,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs, _persistence
-from ._alignment import AlignedEEG
-from .utils import is_verbose
+from . import _inputs, _persistence, _stimuli
+from ._alignment import AlignedEEG, SubjectAlignment
 
 
 # Parameters that are not saved: folders of this machine, live objects.
 _NOT_SAVED = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
 
 
-class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
+class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, BaseEstimator):
     """CLIP-aligned EEG autoencoder (Stage 1 of SYNAPSE).
 
     Fits an autoencoder so that its latent ``Z_latent`` reconstructs the EEG,
@@ -73,16 +72,14 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
     alignment : ``'euclidean'`` | None
         Input layer that makes subjects alike: each subject's epochs are
         multiplied by the inverse square root of that subject's mean spatial
-        covariance (Euclidean alignment, He & Wu 2019), which whitens the
-        background EEG and removes subject-specific mixing before the network
-        sees the data. Subjects come from ``metadata[subject_column]``;
-        without it all epochs count as one subject (plain spatial whitening
-        learned in fit). A subject not seen in fit is aligned at transform
-        time from the epochs passed with it (no labels needed), so pass all
-        of a new subject's epochs in one call. None: per-channel
-        standardisation only, as in the paper. On the synthetic benchmark
-        alignment raises held-out decoding and leave-one-subject-out transfer
-        (see ``benchmarks/RESULTS.md``).
+        covariance (Euclidean alignment, He & Wu 2019). Subjects come from
+        ``metadata[subject_column]`` or ``subjects=``. An epoch's embedding
+        depends on the epoch and its subject only, never on the epochs passed
+        with it: subjects seen in fit or :meth:`calibrate`-d use their own
+        whitener; anything else (a new subject, an array without subjects)
+        the subject-agnostic one of all training epochs, with a warning if
+        fit had subjects (see :doc:`/own_data`). None: per-channel
+        standardisation only, as in the paper.
     alignment_shrinkage : float
         Shrinkage of each subject's covariance towards a scaled identity,
         in [0, 1]; keeps the inverse stable with few epochs or a
@@ -136,9 +133,13 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
     scale_mean_, scale_std_ : ndarray, shape (n_chans, 1)
         Per-channel standardisation learned in fit (after alignment).
     whiteners_ : dict | None
-        Alignment matrix (n_chans, n_chans) of each subject seen in fit (key:
-        the subject as a string; ``''`` when fit had no subjects), or None
-        with ``alignment=None``.
+        Alignment matrix (n_chans, n_chans) of each subject seen in fit or
+        calibrated (key: the subject as a string) and the subject-agnostic
+        one (key ``''``), or None with ``alignment=None``.
+    subject_aware_ : bool
+        Whether fit knew the subject of each epoch.
+    signal_rms_ : float | None
+        Amplitude of the EEG seen in fit (to warn of other units later).
     history_ : skorch History
         Loss per epoch.
 
@@ -232,24 +233,8 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
     def _scale(self, data):
         return (data - self.scale_mean_) / self.scale_std_
 
-    def _align(self, data, metadata, fitting=False):
-        """``data`` seen through each subject's whitener (unchanged without alignment)."""
-        from ._alignment import align, fit_whiteners, subject_keys
-
-        subjects = (None if metadata is None or self.subject_column not in metadata
-                    else metadata[self.subject_column].astype(str).to_numpy())
-        if fitting:
-            self.subject_aware_ = subjects is not None
-            self.whiteners_ = None if self.alignment is None else fit_whiteners(
-                data, subject_keys(subjects, len(data), self.subject_aware_),
-                self.alignment_shrinkage)
-        if self.whiteners_ is None:
-            return data
-        return align(data, subject_keys(subjects, len(data), self.subject_aware_),
-                     self.whiteners_, self.alignment_shrinkage, is_verbose(self.verbose))
-
     # -- fit -------------------------------------------------------------------
-    def fit(self, X, y=None, images=None, captions=None):
+    def fit(self, X, y=None, images=None, captions=None, subjects=None):
         """Fit the autoencoder.
 
         Parameters
@@ -271,6 +256,8 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
             the metadata.
         captions : sequence of str | None
             One caption per epoch; overrides the metadata.
+        subjects : array-like | None
+            Subject of each epoch (or one for all); overrides ``metadata[subject_column]``.
 
         Returns
         -------
@@ -284,17 +271,18 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         if y is not None and len(y) != n_epochs:
             raise ValueError(f"y has {len(y)} labels for {n_epochs} epochs; pass one "
                              "label per epoch (or y=None).")
-        images, captions = _inputs.resolve_stimuli(
+        images, captions = _stimuli.resolve_stimuli(
             n_epochs, metadata, images, captions, y, self.image_column,
             self.caption_column, self.caption_template,
             need_images=self.contrastive_weight > 0, need_captions=self.align_weight > 0,
-        )
+            without_images="set contrastive_weight=0 to train without images",
+            without_captions="set align_weight=0")
         from ._training import module_kwargs_for, train_encoder
         from .clip import clip_targets
 
         warm = self.warm_start and hasattr(self, "net_")
         if warm:  # the fitted signal, scaling, alignment and network stay
-            data = self._prepare(X)
+            data = self._prepare(X, subjects)
         else:
             module_kwargs_for(self, n_chans, n_times, None)  # size errors before CLIP's work
             self.n_chans_, self.n_times_ = n_chans, n_times
@@ -305,9 +293,10 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         image_table, text_table, unique_pairs, pair_of_epoch, sizes = clip_targets(
             self._clip(), images, captions, n_epochs)
         if not warm:
-            # Read in chunks (the same way for arrays and lazy data, so both give
-            # the same numbers); this pass also checks lazy data for NaN.
-            data = self._align(data, metadata, fitting=True)
+            self.signal_rms_ = _inputs.signal_rms(data)
+            # Alignment and scaling read in chunks (the same way for arrays and lazy
+            # data, so both give the same numbers); these passes also check for NaN.
+            data = self._fit_alignment(data, metadata, subjects)
             self.scale_mean_, self.scale_std_ = _inputs.channel_stats(data)
             self.module_kwargs_ = module_kwargs_for(self, n_chans, n_times, self.sfreq_, sizes)
         self.net_ = train_encoder(self, data, pair_of_epoch, unique_pairs, image_table,
@@ -317,8 +306,8 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         return self
 
     # -- inference ---------------------------------------------------------------
-    def _prepare(self, X):
-        """Checked and aligned EEG of ``X``, read lazily."""
+    def _checked(self, X):
+        """EEG of ``X`` (read lazily) and its metadata, checked against fit."""
         check_is_fitted(self, "net_")
         data, info, metadata = _inputs.get_data(X, lazy=True)
         if self.preset == "paper":  # says how to crop, and which channels
@@ -326,10 +315,15 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
         _inputs.check_same_signal(data, info, dict(
             n_chans=self.n_chans_, n_times=self.n_times_, sfreq=self.sfreq_,
             ch_names=self.ch_names_))
-        return self._align(data, metadata)
+        _inputs.check_scale(_inputs.signal_rms(data), getattr(self, "signal_rms_", None))
+        return data, metadata
 
-    def _forward(self, X, run):
-        data = X if isinstance(X, AlignedEEG) else self._prepare(X)
+    def _prepare(self, X, subjects=None):
+        """Checked and aligned EEG of ``X``, read lazily."""
+        return self._align(*self._checked(X), subjects)
+
+    def _forward(self, X, run, subjects=None):
+        data = X if isinstance(X, AlignedEEG) else self._prepare(X, subjects)
         import torch
 
         module = self.net_.module_.eval()
@@ -342,13 +336,16 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
                 outputs.append(run(module, batch).cpu().numpy())
         return np.concatenate(outputs)
 
-    def transform(self, X):
+    def transform(self, X, subjects=None):
         """Embed EEG in CLIP space.
 
         Parameters
         ----------
         X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
             EEG with the channels and times seen in fit.
+        subjects : array-like | str | int | None
+            Subject of each epoch, or one for all (default:
+            ``X.metadata[subject_column]``); see ``alignment``.
 
         Returns
         -------
@@ -356,19 +353,19 @@ class SynapseEncoder(_persistence.HubMixin, TransformerMixin, BaseEstimator):
             ``Z_latent`` averaged over tokens, shape (n_epochs, embed_dim), or
             all tokens, (n_epochs, n_tokens, embed_dim), if ``output='tokens'``.
         """
-        z = self.latent(X)
+        z = self.latent(X, subjects)
         return z.mean(axis=1) if self.output == "pooled" else z
 
-    def latent(self, X):
+    def latent(self, X, subjects=None):
         """Return ``Z_latent``, all tokens: (n_epochs, n_tokens, embed_dim).
 
         This is the conditioning Stage 2 gives to the diffusion U-Net.
         """
-        return self._forward(X, lambda module, x: module.encode(x))
+        return self._forward(X, lambda module, x: module.encode(x), subjects)
 
-    def reconstruct(self, X):
+    def reconstruct(self, X, subjects=None):
         """Decode the EEG from its latent; same shape and units as ``X``."""
-        data = self._prepare(X)
+        data = self._prepare(X, subjects)
         x_hat = self._forward(data, lambda module, x: module.decode(module.encode(x)))
         x_hat = x_hat * self.scale_std_ + self.scale_mean_
         if isinstance(data, AlignedEEG):  # back from the aligned space

@@ -12,7 +12,8 @@ from .utils import is_verbose
 
 def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
                           split_column="split", test_split="test", scoring=None,
-                          shuffled_control=True, random_state=0, verbose=False):
+                          shuffled_control=True, calibrate=True, random_state=0,
+                          verbose=False):
     """Fit on all subjects but one, score on the one left out; every subject in turn.
 
     Folds are scikit-learn's :class:`~sklearn.model_selection.LeaveOneGroupOut`
@@ -45,6 +46,12 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
         so an encoder that learns from the images is refitted on the broken
         pairing too): the score of the whole pipeline when the EEG carries
         nothing about the stimulus (about chance).
+    calibrate : bool
+        Before scoring, calibrate the estimator (or its first step, in a
+        Pipeline) on the left-out subject's test epochs, without their labels,
+        if it has a ``calibrate`` method (:meth:`SynapseEncoder.calibrate`:
+        Euclidean alignment of the new subject). False scores the new subject
+        uncalibrated (the encoder's subject-agnostic alignment).
     random_state : int | None
         Seed of the label permutations.
     verbose : bool | str | int | None
@@ -97,14 +104,16 @@ def leave_one_subject_out(estimator, epochs, y, subject_column="subject",
     for train, test in LeaveOneGroupOut().split(np.zeros(len(y)), y, subjects):
         train, test = train[~is_test[train]], test[is_test[test]]
         subject = subjects[test[0]]
-        model = clone(estimator).fit(epochs[train], y[train])
+        model = _calibrated(clone(estimator).fit(epochs[train], y[train]), epochs[test],
+                            calibrate)
         scorer = check_scoring(model, scoring=scoring)
         row = dict(subject=subject, score=float(scorer(model, epochs[test], y[test])),
                    chance=float(np.max(np.unique(y[test], return_counts=True)[1]) / len(test)))
         if shuffled_control:
             order = rng.permutation(len(train))
-            control = clone(estimator).fit(_permuted(epochs[train], order, (subject_column,)),
-                                           y[train][order])
+            control = _calibrated(
+                clone(estimator).fit(_permuted(epochs[train], order, (subject_column,)),
+                                     y[train][order]), epochs[test], calibrate)
             row["shuffled"] = float(scorer(control, epochs[test], y[test]))
         row.update(n_train=len(train), n_test=len(test))
         if is_verbose(verbose):
@@ -158,6 +167,14 @@ def _permuted(epochs, order, keep):
     shuffled.metadata = metadata.astype(epochs.metadata.dtypes.to_dict())
     shuffled.events[:, 2] = epochs.events[order, 2]
     return shuffled
+
+
+def _calibrated(model, epochs, calibrate):
+    """``model`` with its calibrating step (itself or a Pipeline's first) fitted to ``epochs``."""
+    first = model.steps[0][1] if hasattr(model, "steps") else model
+    if calibrate and hasattr(first, "calibrate"):
+        first.calibrate(epochs)
+    return model
 
 
 def zero_shot(encoder, epochs, embed_images, image_column="image_path",

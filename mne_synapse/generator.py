@@ -14,9 +14,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs, _persistence
+from . import _inputs, _persistence, _stimuli
 from ._finetuning import load_base_model
-from .utils import is_verbose
+from .utils import show_progress
 
 __all__ = ["EEGImageGenerator", "load_base_model"]
 
@@ -158,7 +158,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         _inputs.check_accelerator(self.accelerator, self.grad_accumulation,
                                   self.mixed_precision)
 
-    def _fitted_encoder(self, X, y, images):
+    def _fitted_encoder(self, X, y, images, subjects):
         from sklearn.base import clone
 
         from .encoder import SynapseEncoder
@@ -168,7 +168,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             check_is_fitted(encoder, "net_")
             return encoder
         except Exception:  # noqa: BLE001 - NotFittedError: fit a clone here
-            return clone(encoder).fit(X, y, images=images)
+            return clone(encoder).fit(X, y, images=images, subjects=subjects)
 
     def _contexts(self, z, torch):
         """The context of each row of ``z`` and the unconditional one (guidance's negative)."""
@@ -247,7 +247,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
                                   params)
 
     # -- fit -------------------------------------------------------------------
-    def fit(self, X, y=None, images=None):
+    def fit(self, X, y=None, images=None, subjects=None):
         """Finetune the adapter and the recipe's U-Net parameters on EEG-image pairs.
 
         Parameters
@@ -259,6 +259,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             Unused (accepted so the estimator fits in Pipelines).
         images : sequence | None
             One stimulus per epoch (arrays or paths), overriding the metadata.
+        subjects : array-like | None
+            Subject of each epoch (or one for all), as in :meth:`SynapseEncoder.transform`.
 
         Returns
         -------
@@ -266,19 +268,18 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         """
         import torch
 
-        from ._finetuning import EEGLatents, finetune, prepare_unet
+        from ._finetuning import EEGLatents, check_stimuli, finetune, image_size, prepare_unet
         from .models import EEGAdapter, count_parameters
 
         self._validate_params()
         data, _, metadata = _inputs.get_data(X, lazy=True)
-        encoder = self._fitted_encoder(X, y, images)
-        image_column = getattr(encoder, "image_column", "image_path")
-        images, _ = _inputs.resolve_stimuli(
-            len(data), metadata, images, None, None, image_column, "caption", "{}",
-            need_images=True, need_captions=False,
-        )
+        column = getattr(self.encoder, "image_column", "image_path")
+        images, _ = _stimuli.resolve_stimuli(  # before the encoder's, so errors name our options
+            len(data), metadata, images, None, None, column, "caption", "{}", True, False)
+        encoder = self._fitted_encoder(X, y, images, subjects)
         vae, unet, noise_scheduler, base_id = load_base_model(self.base_model)
-        latents = EEGLatents(encoder, X, dropout=self.encoder_dropout)
+        check_stimuli(images, vae, image_size(vae, unet), base_id, self.verbose)
+        latents = EEGLatents(encoder, X, dropout=self.encoder_dropout, subjects=subjects)
         cross_dim = unet.config.cross_attention_dim
         if latents.embed_dim != cross_dim:
             raise ValueError(
@@ -304,11 +305,11 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         if getattr(self, "_pipeline", None) is None:
             self._pipeline = sampling_pipeline(self.vae_, self.unet_, self.noise_scheduler_,
                                                self.scheduler)
-        self._pipeline.set_progress_bar_config(disable=not is_verbose(self.verbose))
+        self._pipeline.set_progress_bar_config(disable=not show_progress(self.verbose))
         return self._pipeline
 
     def generate(self, X, n_images=1, num_inference_steps=None, guidance_scale=None,
-                 random_state=None, batch_size=16, output_type="pil"):
+                 random_state=None, batch_size=16, output_type="pil", subjects=None):
         """Generate images from EEG.
 
         Parameters
@@ -328,6 +329,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         output_type : ``'pil'`` | ``'np'``
             ``'pil'``: a list (one per epoch) of lists of ``n_images`` PIL
             images; ``'np'``: a uint8 array (n_epochs, n_images, H, W, 3).
+        subjects : array-like | None
+            Subject of each epoch (or one for all), as in :meth:`SynapseEncoder.transform`.
 
         Returns
         -------
@@ -340,7 +343,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             raise ValueError(f"n_images must be an integer >= 1, got {n_images!r}.")
         if output_type not in ("pil", "np"):
             raise ValueError(f"output_type must be 'pil' or 'np', got {output_type!r}.")
-        z = self.encoder_.latent(X)
+        z = self.encoder_.latent(X, subjects)
         pipe = self._get_pipeline()
         generator = _inputs.noise_generator(random_state)
         steps = num_inference_steps or self.num_inference_steps

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,89 @@ def is_verbose(verbose):
     if isinstance(verbose, str):
         return logging.getLevelName(verbose.upper()) <= logging.INFO
     return verbose <= logging.INFO
+
+
+def show_progress(verbose):
+    """Whether to draw progress bars: at info level (MNE's rules) and on a terminal only.
+
+    A bar redrawn into a log file or a notebook capture is hundreds of lines of
+    noise, so a stream that is not a terminal gets none, whatever ``verbose``.
+    """
+    import sys
+
+    return is_verbose(verbose) and _is_terminal(sys.stderr)
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+# Colour codes (skorch colours the best loss of its epoch table).
+_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class LogSink:
+    """Write lines (skorch's epoch table) through MNE's logger at info level.
+
+    What prints then follows ``verbose`` and MNE's log level (``mne.set_log_level``,
+    ``mne.set_log_file``) like any MNE message, and colour codes are kept only
+    when the log goes to a terminal.
+
+    Parameters
+    ----------
+    verbose : bool | str | int | None
+        MNE-style verbosity of the estimator (None: MNE's current level).
+    """
+
+    def __init__(self, verbose=None):
+        self.verbose = verbose
+
+    def __call__(self, text):
+        from mne.utils import logger, use_log_level
+
+        if not any(_is_terminal(getattr(h, "stream", None)) for h in logger.handlers):
+            text = _ANSI_CODES.sub("", text)
+        with use_log_level(self.verbose):
+            logger.info(text)
+
+
+class quiet_libraries:
+    """Silence what libraries we call say that users cannot act on.
+
+    Inside the block, Python warnings are ignored and records logged straight
+    to the root logger (``logging.error(...)``, as open_clip does before raising)
+    are dropped, so that our own error message, raised after the block, is the
+    first thing a user reads. Loggers of other names are left alone.
+    """
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self._root = logging.getLogger()
+        # A NullHandler keeps logging.error() from installing a handler of its own.
+        self._null = logging.NullHandler() if not self._root.handlers else None
+        if self._null is not None:
+            self._root.addHandler(self._null)
+        self._root.addFilter(_drop_record)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, *exc):
+        self._warnings.__exit__(*exc)
+        self._root.removeFilter(_drop_record)
+        if self._null is not None:
+            self._root.removeHandler(self._null)
+        return False
+
+
+def _drop_record(record):
+    return False
 
 
 def is_main_process():

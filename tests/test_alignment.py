@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mne_synapse import SynapseEncoder
 from mne_synapse._alignment import AlignedEEG, fit_whiteners, mean_covariance, whitener
@@ -60,33 +62,106 @@ def fitted(small_synthetic):
 
 def test_encoder_learns_one_whitener_per_subject(fitted, small_synthetic):
     subjects = sorted(small_synthetic.epochs.metadata.subject.astype(str).unique())
-    assert sorted(fitted.whiteners_) == subjects
+    assert sorted(fitted.whiteners_) == ["", *subjects]  # '' = subject-agnostic
     assert fitted.subject_aware_
     n = fitted.n_chans_
     assert all(w.shape == (n, n) for w in fitted.whiteners_.values())
+    # The subject-agnostic whitener is that of all training epochs together.
+    data = small_synthetic.epochs.get_data()
+    np.testing.assert_allclose(fitted.whiteners_[""], whitener(mean_covariance(data), 0.1),
+                               rtol=1e-4, atol=1e-4 * np.abs(fitted.whiteners_[""]).max())
 
 
-def test_seen_subjects_transform_independently_of_the_batch(fitted, small_synthetic):
-    epochs = small_synthetic.epochs
+def _alone_and_in_batches(est, X, subjects, rng, **kwargs):
+    """Embeddings of X's epochs passed whole, one at a time and in a shuffled batch."""
+    whole = est.transform(X, subjects=subjects, **kwargs)
+    order = rng.permutation(len(whole))[:7]
+    pick = (lambda a: None if a is None or np.ndim(a) == 0 else a[order])
+    batch = est.transform(X[order], subjects=pick(subjects), **kwargs)
+    alone = np.concatenate([est.transform(X[[i]], subjects=pick(subjects)[k:k + 1]
+                                          if pick(subjects) is not None else subjects)
+                            for k, i in enumerate(order[:3])])
+    return whole, order, batch, alone
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 119), min_size=1, max_size=9), st.booleans())
+def test_an_epoch_is_embedded_alike_alone_in_any_batch_as_epochs_or_array(
+        fitted, small_synthetic, rows, as_array):
+    """Seen subjects: the embedding of an epoch is the same passed alone, in any
+    batch (any order, repeats), as Epochs or as an array with its subjects."""
+    epochs = small_synthetic.epochs  # 120 epochs of 2 subjects
     whole = fitted.transform(epochs)
-    np.testing.assert_allclose(fitted.transform(epochs[[5, 1]]), whole[[5, 1]],
+    if as_array:
+        subjects = epochs.metadata.subject.to_numpy()[rows]
+        batch = fitted.transform(epochs.get_data()[rows], subjects=subjects)
+    else:
+        batch = fitted.transform(epochs[rows])
+    np.testing.assert_allclose(batch, whole[rows], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fitted.transform(epochs[rows[:1]]), whole[rows[:1]],
                                rtol=1e-5, atol=1e-6)
 
 
-def test_unseen_subject_is_aligned_from_its_own_epochs(small_synthetic):
+def test_a_new_subject_gets_the_agnostic_whitener_until_calibrated(small_synthetic):
     epochs = small_synthetic.epochs
     md = epochs.metadata
-    first = md.subject == md.subject.iloc[0]
+    first = (md.subject == md.subject.iloc[0]).to_numpy()
+    new_subject = str(md.subject[~first].iloc[0])
     est = SynapseEncoder(alignment_shrinkage=0.0, random_state=0, verbose=False,
-                         **FAST).fit(epochs[first.to_numpy()])
-    other = epochs[(~first).to_numpy()]
+                         **FAST).fit(epochs[first])
+    other = epochs[~first]
+    X = other.get_data()
+    kw = dict(rtol=1e-5, atol=1e-6)
+    rng = np.random.default_rng(0)
+    # Uncalibrated: the subject-agnostic whitener, never one estimated from the batch.
+    with pytest.warns(UserWarning, match=r"neither seen in fit nor calibrated.*calibrate"):
+        whole, order, batch, alone = _alone_and_in_batches(est, other, None, rng)
+    np.testing.assert_allclose(batch, whole[order], **kw)
+    np.testing.assert_allclose(alone, whole[order[:3]], **kw)
+    with pytest.warns(UserWarning, match="without a subject"):
+        np.testing.assert_allclose(est.transform(X), whole, **kw)
+    # Calibrated from its own (unlabelled) epochs: its own whitener, kept and used
+    # by every later call, alone or in any batch, as Epochs or array + subjects.
+    assert est.calibrate(other) is est and new_subject in est.whiteners_
     aligned = est._prepare(other)
-    assert str(md.subject[~first].iloc[0]) not in est.whiteners_  # fitted state unchanged
     np.testing.assert_allclose(mean_covariance(aligned[:]), np.eye(est.n_chans_), atol=1e-3)
-    # The same data under the fitted subject's whitener are aligned differently.
-    as_seen = other.copy()
-    as_seen.metadata["subject"] = md.subject.iloc[0]
-    assert not np.allclose(est.transform(as_seen), est.transform(other), atol=1e-4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a calibrated subject needs no warning
+        whole_cal, order, batch, alone = _alone_and_in_batches(est, other, None, rng)
+        np.testing.assert_allclose(batch, whole_cal[order], **kw)
+        np.testing.assert_allclose(alone, whole_cal[order[:3]], **kw)
+        np.testing.assert_allclose(est.transform(X[order], subjects=new_subject),
+                                   whole_cal[order], **kw)
+    assert not np.allclose(whole_cal, whole, atol=1e-4)
+
+
+def test_calibrate_needs_subjects_and_one_per_epoch(fitted, small_synthetic):
+    X = small_synthetic.epochs.get_data()[:6]
+    with pytest.raises(ValueError, match=r"calibrate needs the subject of each epoch.*subjects="):
+        fitted.calibrate(X)
+    with pytest.raises(ValueError, match="subjects has 2 entries for 6 epochs"):
+        fitted.transform(X, subjects=["a", "b"])
+    with pytest.raises(ValueError, match="empty string"):
+        fitted.transform(X, subjects="")
+    plain = SynapseEncoder(alignment=None, random_state=0, verbose=False, **FAST).fit(
+        small_synthetic.epochs)
+    assert plain.calibrate(X, subjects="new") is plain and plain.whiteners_ is None
+
+
+def test_an_encoder_saved_without_the_agnostic_whitener_asks_for_calibration(fitted,
+                                                                              small_synthetic):
+    import copy
+
+    old = copy.copy(fitted)
+    old.whiteners_ = {k: v for k, v in fitted.whiteners_.items() if k}
+    X = small_synthetic.epochs.get_data()[:4]
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"encoder.calibrate\("):
+        old.transform(X, subjects="someone-new")
+    assert old.calibrate(X, subjects="someone-new").transform(
+        X, subjects="someone-new").shape[0] == 4
 
 
 def test_arrays_without_subjects_use_the_one_fitted_whitener(small_synthetic):
@@ -98,6 +173,12 @@ def test_arrays_without_subjects_use_the_one_fitted_whitener(small_synthetic):
     assert list(est.whiteners_) == [""] and not est.subject_aware_
     np.testing.assert_allclose(est.transform(data[:3]), est.transform(data)[:3],
                                rtol=1e-5, atol=1e-6)
+    # Subjects given to fit as an argument make it subject-aware, as the metadata would.
+    subjects = epochs.metadata.subject.to_numpy()
+    aware = SynapseEncoder(random_state=0, verbose=False, **FAST).fit(
+        data, epochs.metadata.label.to_numpy(),
+        images=small_synthetic.images[epochs.metadata.image_index], subjects=subjects)
+    assert aware.subject_aware_ and len(aware.whiteners_) == 1 + len(set(subjects))
 
 
 def test_alignment_none_and_reconstruction_units(small_synthetic):
@@ -118,5 +199,6 @@ def test_save_load_keeps_the_whiteners(fitted, small_synthetic, tmp_path):
     fitted.save(tmp_path / "enc")
     loaded = SynapseEncoder.load(tmp_path / "enc")
     assert sorted(loaded.whiteners_) == sorted(fitted.whiteners_)
+    assert loaded.signal_rms_ == pytest.approx(fitted.signal_rms_)
     np.testing.assert_array_equal(loaded.transform(small_synthetic.epochs),
                                   fitted.transform(small_synthetic.epochs))

@@ -176,7 +176,20 @@ CASES = [
      ValueError, r"resample with epochs.resample\(128.0\)"),
     ("channel-order-differs", lambda c, t: c.encoder.transform(
         c.epochs.copy().reorder_channels(c.epochs.ch_names[::-1])),
-     ValueError, r"reorder_channels\(estimator.ch_names_\)"),
+     ValueError, r"other channels or another order\); select and order them with "
+                 r"epochs.pick\(estimator.ch_names_\)"),
+    ("channels-missing", lambda c, t: c.encoder.transform(
+        c.epochs.copy().drop_channels(c.epochs.ch_names[:3])),
+     ValueError, r"lacks 3 of the \d+ channels seen in fit \(A1, A2, A3\)\. Interpolate them: "
+                 r"epochs.interpolate_to\(montage\).*then epochs.pick\(estimator.ch_names_\)"),
+    ("array-2d", lambda c, t: SynapseEncoder(**TINY).fit(c.X[:, 0]),
+     ValueError, r"X is 2-D, shape \(20, 64\), but EEG epochs are 3-D .*single-channel epochs "
+                 r"as X\[:, np.newaxis, :\]"),
+    ("subjects-wrong-length", lambda c, t: c.encoder.transform(c.X, subjects=[1, 2]),
+     ValueError, "subjects has 2 entries for 20 epochs; pass one subject per epoch, or one"),
+    ("calibrate-without-subjects", lambda c, t: c.encoder.calibrate(c.X),
+     ValueError, r"calibrate needs the subject of each epoch: pass Epochs with "
+                 r"metadata\['subject'\], or subjects="),
     ("nan-in-fit", lambda c, t: SynapseEncoder(**TINY).fit(_with(c.X, (0, 0, 0), np.nan)),
      ValueError, NAN_FIX),
     ("inf-in-fit", lambda c, t: SynapseEncoder(**TINY).fit(_with(c.X, (1, 2, 3), np.inf)),
@@ -204,7 +217,19 @@ CASES = [
     # -- stimuli, captions and labels -------------------------------------------------
     ("metadata-without-image-column", lambda c, t: SynapseEncoder(**TINY).fit(
         _drop_columns(c.epochs, "image_path")),
-     ValueError, r"Add a column of image paths, pass images=\.\.\. .*contrastive_weight=0"),
+     ValueError, r"has no 'image_path' column .*Add a column of image paths .*pass "
+                 r"images=\.\.\., or set contrastive_weight=0"),
+    ("array-without-images", lambda c, t: SynapseEncoder(**TINY).fit(c.X),
+     ValueError, r"X is an array, which has no metadata\. Pass images=.*or set "
+                 r"contrastive_weight=0 to train without images"),
+    ("array-without-captions", lambda c, t: SynapseEncoder(contrastive_weight=0, **TINY).fit(
+        c.X), ValueError, r"No captions: X is an array, which has no metadata: pass "
+                          r"captions=\.\.\. or class labels y, or set align_weight=0"),
+    # The generator names its own options (it has no contrastive_weight).
+    ("generator-array-without-images", lambda c, t: EEGImageGenerator(
+        base_model=c.base, max_steps=1).fit(c.X),
+     ValueError, r"^(?!.*weight).*X is an array, which has no metadata\. Pass images=\.\.\. "
+                 r"\(one image path .* column\.$"),
     ("metadata-without-captions", lambda c, t: SynapseEncoder(contrastive_weight=0, **TINY).fit(
         _drop_columns(c.epochs, "caption", "class_name")),
      ValueError, r"pass captions=\.\.\. or class labels y, or set align_weight=0"),

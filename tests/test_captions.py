@@ -86,7 +86,7 @@ def test_add_captions_feeds_the_encoder(tiny_blip, tmp_path, monkeypatch):
     import pandas as pd
     from PIL import Image
 
-    from mne_synapse import _inputs
+    from mne_synapse import _stimuli
 
     monkeypatch.setenv("MNE_SYNAPSE_CACHE", str(tmp_path))
     paths = []
@@ -99,7 +99,7 @@ def test_add_captions_feeds_the_encoder(tiny_blip, tmp_path, monkeypatch):
     assert add_captions(epochs, model=tiny_blip) is epochs
     expected = caption_images(paths + paths[:1], model=tiny_blip)
     assert epochs.metadata["caption"].tolist() == expected
-    _, captions = _inputs.resolve_stimuli(
+    _, captions = _stimuli.resolve_stimuli(
         4, epochs.metadata, None, None, None, "image_path", "caption", "a photo of a {}",
         need_images=False, need_captions=True)
     assert list(captions) == expected

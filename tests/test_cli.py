@@ -99,7 +99,8 @@ def test_missing_files_exit_1_with_one_line_and_no_traceback(tmp_path, capsys):
         f"mne-synapse fit-encoder: error: config file '{tmp_path / 'absent.toml'}' does not exist"]
     assert main(["fit-encoder", "--data", str(tmp_path / "eeg_5_95_std.pth"),
                  "--output", str(tmp_path / "enc")]) == 1
-    assert "eeg_5_95_std.pth' does not exist; give --data synthetic" in capsys.readouterr().err
+    assert "eeg_5_95_std.pth' does not exist; give --data 'synthetic', an MNE epochs file" \
+        in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb, flag", [("fit-generator", "--encoder"),

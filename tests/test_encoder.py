@@ -138,9 +138,11 @@ def test_unfitted_and_bad_fit_inputs(small_synthetic):
         SynapseEncoder(**FAST).fit(bad_path)
 
 
-# scikit-learn's own estimator checks. They feed 2-D arrays, which the encoder
-# reads as single-channel signals; without stimuli it trains as a plain
-# autoencoder (align and contrastive terms off).
+# scikit-learn's own estimator checks. They feed 2-D arrays (samples x features),
+# which the encoder refuses (EEG epochs are 3-D, as for MNE's CSP); this subclass
+# reads each row as a single-channel epoch, so the checks test the estimator's
+# contract (parameters, fitted state, clone, pickling, determinism, sample order).
+# Without stimuli it trains as a plain autoencoder (align and contrastive terms off).
 _EXPECTED_FAILED_CHECKS = {
     "check_estimators_empty_data_messages": "3-D EEG input; the message names n_times, not features",
     "check_fit2d_predict1d": "1-D input is rejected with a 3-D shape message",
@@ -149,8 +151,24 @@ _EXPECTED_FAILED_CHECKS = {
 }
 
 
+def _one_channel(X):
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError):
+        return X
+    return array[:, None, :] if array.ndim == 2 else X
+
+
+class RowsAsEpochs(SynapseEncoder):
+    def fit(self, X, y=None, **kwargs):
+        return super().fit(_one_channel(X), y, **kwargs)
+
+    def transform(self, X, subjects=None):
+        return super().transform(_one_channel(X), subjects)
+
+
 def _sklearn_check_estimators():
-    return [SynapseEncoder(
+    return [RowsAsEpochs(
         align_weight=0, contrastive_weight=0, max_epochs=1, batch_size=8, random_state=0,
         verbose=False, module_kwargs=dict(widths=(8, 16), n_heads=2, embed_dim=8, n_tokens=4),
     )]

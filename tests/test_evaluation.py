@@ -145,3 +145,32 @@ def test_zero_shot_needs_images_and_classes(small_synthetic):
     one = epochs[(epochs.metadata.label == 0).to_numpy()]
     with pytest.raises(ValueError, match="at least 2 classes"):
         zero_shot(_EmbeddingEncoder(_embed, 0.0), one, _embed)
+
+
+def test_the_left_out_subject_is_calibrated_unlabelled(small_synthetic):
+    """With calibrate=True the first step learns the new subject's alignment from its
+    test epochs (EEG only, no labels) before scoring; with False it never does."""
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    calls = []
+
+    class Calibrated(TransformerMixin, BaseEstimator):
+        def fit(self, X, y=None):
+            return self
+
+        def calibrate(self, X):
+            calls.append(sorted(set(X.metadata.subject)))
+            return self
+
+        def transform(self, X):
+            return _flat(X)
+
+    epochs = small_synthetic.epochs
+    model = make_pipeline(Calibrated(), LogisticRegression(max_iter=200))
+    scores = leave_one_subject_out(model, epochs, epochs.metadata.label,
+                                   shuffled_control=False)
+    assert calls == [[s] for s in scores.subject]
+    calls.clear()
+    leave_one_subject_out(model, epochs, epochs.metadata.label, shuffled_control=False,
+                          calibrate=False)
+    assert calls == []

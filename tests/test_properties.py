@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mne_synapse import _inputs, _persistence
+from mne_synapse import _inputs, _persistence, _stimuli
 from mne_synapse.clip import read_image
 
 torch = pytest.importorskip("torch")
@@ -33,17 +33,19 @@ _DTYPES = st.sampled_from([np.float32, np.float64, np.int16, np.int64, np.bool_,
 @FAST
 @given(hnp.arrays(_DTYPES, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3)))
 def test_get_data_accepts_exactly_the_valid_arrays(X):
-    shape = X.shape if X.ndim != 2 else (X.shape[0], 1, X.shape[1])
-    valid = (len(shape) == 3 and min(shape) > 0 and not np.iscomplexobj(X)
+    valid = (X.ndim == 3 and min(X.shape) > 0 and not np.iscomplexobj(X)
              and np.isfinite(X).all())
     if not valid:
-        with pytest.raises((ValueError, TypeError)):
+        # 2-D arrays too: (n_epochs, n_times) and (n_chans, n_times) look alike.
+        real = not np.iscomplexobj(X)
+        match = "is 2-D, shape" if X.ndim == 2 and real else None
+        with pytest.raises((ValueError, TypeError), match=match):
             _inputs.get_data(X)
         return
     data, info, metadata = _inputs.get_data(X)
-    assert data.dtype == np.float32 and data.shape == shape
+    assert data.dtype == np.float32 and data.shape == X.shape
     assert info is None and metadata is None
-    np.testing.assert_array_equal(data, X.reshape(shape).astype(np.float32))
+    np.testing.assert_array_equal(data, X.astype(np.float32))
 
 
 @FAST
@@ -73,10 +75,10 @@ def test_resolve_stimuli_needs_one_stimulus_per_epoch(n_epochs, n_images, n_capt
     if n_images != n_epochs or n_captions != n_epochs:
         wrong = n_images if n_images != n_epochs else n_captions
         with pytest.raises(ValueError, match=f"Got {wrong} .* for {n_epochs} epochs; pass one"):
-            _inputs.resolve_stimuli(n_epochs, None, images, captions, None, "image_path",
+            _stimuli.resolve_stimuli(n_epochs, None, images, captions, None, "image_path",
                                     "caption", "{}", True, True)
     else:
-        got_images, got_captions = _inputs.resolve_stimuli(
+        got_images, got_captions = _stimuli.resolve_stimuli(
             n_epochs, None, images, captions, None, "image_path", "caption", "{}", True, True)
         assert len(got_images) == len(got_captions) == n_epochs
 

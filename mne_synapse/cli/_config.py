@@ -6,12 +6,12 @@ override it. Errors in the configuration raise :class:`UsageError`, which the
 command line reports with exit status 2 (like a bad flag).
 """
 
-import inspect
 import json
 from pathlib import Path
 
 SECTIONS = {
-    "data": "'source' (synthetic or a CVPR40 .pth file) + make_synthetic / load_cvpr40 arguments",
+    "data": "'source' (synthetic, an -epo.fif file, a CVPR40 .pth file or parquet release) "
+            "+ the arguments of its reader",
     "encoder": "SynapseEncoder parameters",
     "generator": "EEGImageGenerator parameters",
     "generate": "sampling: n_images, num_inference_steps, guidance_scale, batch_size, split, limit",
@@ -162,23 +162,3 @@ def write_data_record(folder, spec):
     """Record the data a model was fitted on (read back by :func:`data_spec`)."""
     path = Path(folder) / DATA_RECORD
     path.write_text(json.dumps({"data": spec}, indent=1))
-
-
-def load_data(spec, verbose=None):
-    """Epochs with ``label``, ``image_id``, ``image_path``, ``subject``, ``split`` metadata."""
-    spec = dict(spec)
-    source = spec.pop("source")
-    if source == "synthetic":
-        from ..datasets import make_synthetic as reader
-    else:
-        from ..datasets import load_cvpr40 as reader
-
-        if not Path(source).is_file():
-            raise FileNotFoundError(
-                f"data file {source!r} does not exist; give --data synthetic or the path of "
-                "a CVPR40 .pth file (e.g. eeg_5_95_std.pth)")
-    allowed = set(inspect.signature(reader).parameters) - {"fname", "verbose"}
-    check_keys("data", spec, allowed | {"source"})
-    if source == "synthetic":
-        return reader(**spec, verbose=verbose).epochs
-    return reader(source, **spec, verbose=verbose)

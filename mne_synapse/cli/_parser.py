@@ -42,8 +42,10 @@ def build_parser():
                         help="no progress bars (shown only on a terminal anyway)")
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--data", metavar="SOURCE",
-                      help="'synthetic' or a CVPR40 .pth file (default: [data] source, else "
-                           "the data the input model was fitted on, else synthetic)")
+                      help="'synthetic', an MNE epochs file (-epo.fif; metadata with "
+                           "image_path), a CVPR40 .pth file or the CVPR40 hub release "
+                           "(folder of parquet shards) (default: [data] source, else the "
+                           "data the input model was fitted on, else synthetic)")
 
     def verb(name, func, help_, parents=(common,)):
         p = sub.add_parser(name, help=help_, description=help_, parents=list(parents))

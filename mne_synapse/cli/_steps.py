@@ -76,8 +76,9 @@ def split_rows(epochs, split):
     rows = np.flatnonzero(md.split.isin(names))
     if not len(rows):
         raise ValueError(
-            f"no epochs in split {split!r} (the data have {sorted(set(md.split))}); for "
-            "CVPR40 give [data] splits_fname = 'block_splits_by_image_all.pth'")
+            f"no epochs in split {split!r} (the data have {sorted(set(md.split))}); pass "
+            "--split with one of those, add a 'split' column to your epochs' metadata, or "
+            "for CVPR40 give [data] splits_fname = 'block_splits_by_image_all.pth'")
     return rows
 
 
@@ -85,9 +86,11 @@ def describe_data(epochs, train, test):
     md = epochs.metadata
     shared = set(md.image_id.iloc[train]) & set(md.image_id.iloc[test])
     disjoint = "image-disjoint" if not shared else f"{len(shared)} images in both!"
-    say(f"data: {len(md)} epochs, {md.subject.nunique()} subjects, {md.label.nunique()} "
-         f"classes, {md.image_id.nunique()} images ({len(train)} train / {len(test)} test "
-         f"epochs, {disjoint})")
+    # Own data may lack subjects or classes (see cli._data.read_epochs_file).
+    subjects = f"{md.subject.nunique()} subjects" if "subject" in md else "no subject column"
+    classes = f"{md.label.nunique()} classes, " if "label" in md else ""
+    say(f"data: {len(md)} epochs, {subjects}, {classes}{md.image_id.nunique()} images "
+        f"({len(train)} train / {len(test)} test epochs, {disjoint})")
 
 
 def stimuli(epochs, rows, read=False):
@@ -194,10 +197,11 @@ def save_grid(epochs, rows, images, fname):
 
     from ..viz import plot_generated_grid
 
-    labels = epochs.metadata.label.to_numpy()[rows]
+    md = epochs.metadata
+    labels = md.label.to_numpy()[rows] if "label" in md else np.arange(len(rows))
     pick = np.unique(labels, return_index=True)[1][:10]
+    titles = list(md.class_name.iloc[rows[pick]]) if "class_name" in md else None
     fig = plot_generated_grid(stimuli(epochs, rows[pick], read=True), images[pick],
-                              titles=list(epochs.metadata.class_name.iloc[rows[pick]]),
-                              show=False)
+                              titles=titles, show=False)
     fig.savefig(fname, dpi=150)
     return fname

@@ -3,7 +3,8 @@
 import time
 from pathlib import Path
 
-from ._config import data_spec, load_data, sampling_options, write_data_record
+from ._config import data_spec, sampling_options, write_data_record
+from ._data import load_data
 from ._steps import (
     config_of, decoding_score, describe_data, fit_with_progress, generate_batches, make_encoder,
     make_generator, metrics_line, progress_bar, save_grid, say, score_generation, split_rows,
@@ -14,14 +15,15 @@ def info(args):
     import platform
 
     import mne_synapse
-    from ..utils import get_cache_dir
+    from ..utils import get_cache_dir, quiet_libraries
 
     print(f"mne-synapse {mne_synapse.__version__}")
     print(f"python      {platform.python_version()} ({platform.machine()})")
     for name in ("numpy", "torch", "mne", "braindecode", "skorch", "diffusers",
                  "open_clip", "accelerate", "sklearn", "yaml"):
         try:
-            module = __import__(name)
+            with quiet_libraries():  # e.g. braindecode's FutureWarnings about MNE montages
+                module = __import__(name)
             print(f"{name:<11} {getattr(module, '__version__', '?')}")
         except ImportError as err:
             print(f"{name:<11} not importable ({err})")

@@ -2,7 +2,8 @@
 
 import time
 
-from ._config import data_spec, load_data, write_data_record
+from ._config import data_spec, write_data_record
+from ._data import load_data
 from ._steps import (
     config_of, decoding_score, describe_data, fit_with_progress, make_encoder, make_generator,
     say, split_rows,
@@ -23,7 +24,7 @@ def fit_encoder(args):
     write_data_record(out, spec)
     say(f"stage 1: fitted on {len(train)} epochs in {time.perf_counter() - start:.0f} s; "
          f"wrote {out}")
-    if len(test):
+    if len(test) and "label" in epochs.metadata:
         score, chance = decoding_score(encoder, epochs, train, test)
         say(f"stage 1: class decoding of held-out images {score:.3f} (chance {chance:.3f})")
     return 0

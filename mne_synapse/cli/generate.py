@@ -1,8 +1,10 @@
 """Verbs that use a saved generator: ``generate`` (PNG files) and ``evaluate`` (scores)."""
 
+import re
 from pathlib import Path
 
-from ._config import data_spec, load_data, sampling_options
+from ._config import data_spec, sampling_options
+from ._data import load_data
 from ._steps import (
     config_of, decoding_score, describe_data, generate_batches, metrics_line, progress_bar,
     save_grid, say, score_generation, split_rows,
@@ -34,12 +36,15 @@ def generate(args):
     md = epochs.metadata.iloc[rows]
     table = []
     for i, (row, generated) in enumerate(zip(md.itertuples(), images)):
+        # An image id may be a path (own data): keep a safe tail of it in the name.
+        name = re.sub(r"[^\w.-]+", "_", str(row.image_id))[-60:]
         for k, image in enumerate(generated):
-            fname = f"{i:05d}_{row.image_id}_{k}.png"
+            fname = f"{i:05d}_{name}_{k}.png"
             Image.fromarray(image).save(out / fname)
-            table.append(dict(file=fname, epoch=rows[i], subject=row.subject, label=row.label,
-                              class_name=row.class_name, image_id=row.image_id,
-                              stimulus=row.image_path))
+            table.append(dict(file=fname, epoch=rows[i], **{
+                key: getattr(row, key, None) for key in ("subject", "label", "class_name",
+                                                         "image_id")},
+                stimulus=row.image_path))
     pd.DataFrame(table).to_csv(out / "generated.csv", index=False)
     grid = save_grid(epochs, rows, images, out / "grid.png")
     say(f"wrote {len(table)} images for {len(rows)} epochs of split {split!r} to {out} "
@@ -56,6 +61,9 @@ def evaluate(args):
     split = options.pop("split", "test")
     generator = load_generator(args)
     epochs = load_data(data_spec(config, args.data, folder=args.generator), args.verbose)
+    if "label" not in epochs.metadata:
+        raise ValueError("evaluate scores the generated images by class: the data need a "
+                         "'label' or 'class_name' metadata column")
     train, test = split_rows(epochs, "train"), split_rows(epochs, split)
     describe_data(epochs, train, test)
     score, chance = decoding_score(generator.encoder_, epochs, train, test)
