@@ -56,10 +56,22 @@ def load_base_model(base_model):
     return vae, unet, scheduler, source
 
 
-def image_size(vae, unet):
-    """Side in pixels of the images a VAE + U-Net pair generates."""
+def image_size(vae, unet, resolution=None):
+    """Side in pixels of the images a VAE + U-Net pair trains on and generates.
+
+    ``resolution`` None: the pair's own (the U-Net's ``sample_size`` times the
+    VAE's factor); else that, checked against the pair's downsampling factor.
+    """
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    return int(unet.config.sample_size) * scale
+    if resolution is None:
+        return int(unet.config.sample_size) * scale
+    # Every U-Net downsampling halves the latent: it must divide evenly.
+    factor = scale * 2 ** (len(unet.config.block_out_channels) - 1)
+    if resolution % factor:
+        raise ValueError(f"resolution={resolution} is not a multiple of {factor}, the "
+                         "downsampling factor of this base model's VAE and U-Net; use e.g. "
+                         f"{max(factor, round(resolution / factor) * factor)}.")
+    return int(resolution)
 
 
 def sampling_pipeline(vae, unet, noise_scheduler, scheduler="DDIMScheduler"):
@@ -293,7 +305,7 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, latents, images, se
             gradient_accumulation_steps=estimator.grad_accumulation,
         )
     vae.to(accelerator.device)
-    means, stds = encode_images(images, vae, image_size(vae, unet),
+    means, stds = encode_images(images, vae, image_size(vae, unet, estimator.resolution),
                                 sample=estimator.vae_sampling == "sample")
     optimizer = torch.optim.AdamW(params, lr=estimator.lr, weight_decay=1e-2)
     # accelerate steps a prepared schedule once per process and optimiser step.

@@ -74,6 +74,12 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
     scheduler : str
         Class name of the diffusers sampling scheduler (``'DDIMScheduler'``,
         ``'DPMSolverMultistepScheduler'``, ...).
+    resolution : int | None
+        Side in pixels of the images finetuned on and generated. None: the
+        base model's own (the U-Net's ``sample_size`` times the VAE's
+        downsampling factor: 768 for SD 2.1, whose config says 768 though
+        SYNAPSE trains and samples it at 512). It must be a multiple of the
+        combined downsampling factor of the VAE and U-Net (64 for SD).
     device : str
         Torch device.
     accelerator : accelerate.Accelerator | None
@@ -110,7 +116,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
                  condition_dropout=0.1, unconditional_context="zeros",
                  encoder_dropout=False, vae_sampling="mean", ema_decay=None, mixed_precision="no",
                  gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
-                 scheduler="DDIMScheduler", device="cpu", accelerator=None, random_state=None,
+                 scheduler="DDIMScheduler", resolution=None, device="cpu", accelerator=None,
+                 random_state=None,
                  verbose=None):
         self.encoder = encoder
         self.base_model = base_model
@@ -134,6 +141,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.scheduler = scheduler
+        self.resolution = resolution
         self.device = device
         self.accelerator = accelerator
         self.random_state = random_state
@@ -154,6 +162,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         _inputs.check_number(self.condition_dropout, "condition_dropout", "[0, 1)")
         if self.ema_decay is not None:
             _inputs.check_number(self.ema_decay, "ema_decay", "(0, 1)")
+        if self.resolution is not None:
+            _inputs.check_int(self.resolution, "resolution")
         _inputs.check_device(self.device)
         _inputs.check_accelerator(self.accelerator, self.grad_accumulation,
                                   self.mixed_precision)
@@ -189,7 +199,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         self.noise_scheduler_, self.base_id_, self.encoder_ = noise_scheduler, base_id, encoder
         self.n_trainable_params_ = count_parameters(unet) + count_parameters(adapter)
         self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
-        self.image_size_ = image_size(vae, unet)
+        self.image_size_ = image_size(vae, unet, self.resolution)
         self._pipeline = None
         return self
 

@@ -115,3 +115,31 @@ def test_missing_base_model_fails_fast(encoder, small_synthetic, tmp_path):
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         EEGImageGenerator(encoder=encoder, base_model=str(tmp_path / "no-sd"),
                           max_steps=1).fit(small_synthetic.epochs[:4])
+
+
+def test_resolution_trains_samples_and_is_saved(encoder, small_synthetic, tmp_path):
+    # The tiny base's own size is 16 px (U-Net sample_size 8 x VAE factor 2).
+    epochs = small_synthetic.epochs[:4]
+    base = _tiny_base()
+    gen = EEGImageGenerator(encoder=encoder, base_model=base, resolution=24, max_steps=1,
+                            batch_size=2, random_state=0, verbose=False).fit(epochs)
+    assert gen.image_size_ == 24
+    images = gen.generate(epochs[:1], num_inference_steps=2, random_state=0, output_type="np")
+    assert images.shape == (1, 1, 24, 24, 3)
+    gen.save(tmp_path / "gen")
+    loaded = EEGImageGenerator.load(tmp_path / "gen", base_model=base)
+    assert loaded.resolution == 24 and loaded.image_size_ == 24
+    np.testing.assert_array_equal(
+        loaded.generate(epochs[:1], num_inference_steps=2, random_state=0, output_type="np"),
+        images)
+
+
+@pytest.mark.parametrize("resolution, match", [
+    (18, "not a multiple of 4"), (0, "resolution must be"), (True, "resolution must be"),
+    (32.0, "resolution must be"),
+])
+def test_bad_resolution(encoder, small_synthetic, resolution, match):
+    gen = EEGImageGenerator(encoder=encoder, base_model=_tiny_base(), resolution=resolution,
+                            max_steps=1, batch_size=2)
+    with pytest.raises(ValueError, match=match):
+        gen.fit(small_synthetic.epochs[:4])
