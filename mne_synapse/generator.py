@@ -450,6 +450,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
                 "; pass the base model it was finetuned from as base_model= (saved: "
                 f"{config['base_model']!r}).") from err
         self.loss_curve_ = []
+        unet, adapter, vae = unet.to(device), adapter.to(device), vae.to(device)
         return self._set_fitted(unet, adapter, vae, scheduler, base_id, encoder, n_unet_params)
 
     def __getstate__(self):
