@@ -12,7 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from . import bench_encoder, bench_generator, bench_zero_shot
+from . import bench_encoder, bench_full_size, bench_generator, bench_zero_shot
 
 
 def main():
@@ -40,7 +40,11 @@ def main():
                         f"Command: `python benchmarks/{name}.py {' '.join(size)}`\n\n{text}")
     header = (f"# Benchmark results\n\nMade by `python -m benchmarks{' --full' if args.full else ''}` "
               f"on {date.today()} in {time.perf_counter() - total:.0f} s; machine: {machine}.\n\n")
+    # The full-size section comes from its own (25-minute) benchmark: kept as it is.
+    full_size = bench_full_size.read_section(args.output)
     Path(args.output).write_text(header + "\n".join(sections))
+    if full_size is not None:
+        bench_full_size.write_section(args.output, full_size)
     print(f"wrote {args.output}")
 
 

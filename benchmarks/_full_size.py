@@ -131,6 +131,39 @@ def eeg_data(n_epochs, n_images, seed=0):
     return X, images, captions
 
 
+def write_cvpr40(folder, n_images_per_class=2, n_repetitions=2, n_classes=2, seed=0):
+    """A small data set in the CVPR40 format, as users download it (see ``load_cvpr40``).
+
+    ``eeg_5_95_std.pth`` (128 electrodes x 500 samples per trial, 1 kHz),
+    ``block_splits_by_image_all.pth`` (image-disjoint: the last image of each
+    class is the test split) and JPEG stimuli under ``images/<wnid>/``.
+    Returns the three paths as a dict (``fname``, ``splits_fname``, ``image_root``).
+    """
+    import torch
+    from PIL import Image
+
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{1000000 + 7 * c:08d}" for c in range(n_classes)]
+    names = [f"{wnid}_{100 + k}" for wnid in wnids for k in range(n_images_per_class)]
+    dataset, splits = [], {"train": [], "val": [], "test": []}
+    for image, name in enumerate(names):
+        label, k = divmod(image, n_images_per_class)
+        stim = folder / "images" / wnids[label] / f"{name}.JPEG"
+        stim.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(stim)
+        for _ in range(n_repetitions):
+            splits["test" if k == n_images_per_class - 1 else "train"].append(len(dataset))
+            dataset.append(dict(eeg=torch.randn(N_CHANS, 500), image=image, label=label,
+                                subject=1 + len(dataset) % 2))
+    paths = dict(fname=folder / "eeg_5_95_std.pth",
+                 splits_fname=folder / "block_splits_by_image_all.pth",
+                 image_root=folder / "images")
+    torch.save(dict(dataset=dataset, labels=wnids, images=names), paths["fname"])
+    torch.save(dict(splits=[splits]), paths["splits_fname"])
+    return paths
+
+
 def encoder_params(clip_model, clip_pretrained, **overrides):
     """``SynapseEncoder`` parameters of the paper's Stage 1 (AdamW 1e-4, batch 32)."""
     return dict(dict(preset="paper", clip_model=clip_model, clip_pretrained=clip_pretrained,
@@ -145,6 +178,39 @@ def generator_params(base_model, miniature=False, **overrides):
                      lr=2e-5, snr_gamma=0.5, batch_size=1, max_steps=1, guidance_scale=7.5,
                      random_state=0, verbose=False),
                 **overrides)
+
+
+def bare_sampler(gen, X, dtype=None):
+    """A bare diffusers pipeline with the fitted generator's U-Net, VAE and context.
+
+    Returns ``run(steps)`` sampling one image per epoch of ``X`` (DDIM,
+    guidance 7.5, the generator's image size, seed 0): ``generate()`` minus
+    mne-synapse. ``dtype``: run U-Net and VAE as copies in that precision.
+    """
+    import copy
+
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    unet, vae = gen.unet_, gen.vae_
+    if dtype is not None:
+        unet, vae = copy.deepcopy(unet).to(dtype), copy.deepcopy(vae).to(dtype)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=unet,
+        scheduler=DDIMScheduler.from_config(gen.noise_scheduler_.config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    device = next(unet.parameters()).device
+    z = torch.as_tensor(gen.encoder_.latent(X), device=device)
+    with torch.no_grad():
+        context = torch.cat([z, gen.adapter_(z)], dim=1).to(unet.dtype)
+
+    def run(steps):
+        return pipe(prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context),
+                    num_inference_steps=steps, guidance_scale=7.5, height=gen.image_size_,
+                    width=gen.image_size_, generator=torch.Generator().manual_seed(0),
+                    output_type="np").images
+    return run
 
 
 class PeakMemory:

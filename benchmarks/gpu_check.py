@@ -184,10 +184,7 @@ def _timed(memory, func):
 
 
 def sampling(check, base, saved, X, fitted_sample, quick):
-    import copy
-
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from mne_synapse import EEGImageGenerator
 
@@ -205,25 +202,8 @@ def sampling(check, base, saved, X, fitted_sample, quick):
     # the fit's mixed precision), the loaded one runs in float32.
     check.rows["checks"].append(("image of the loaded vs the fitted generator (mixed-precision "
                                  "fit), largest pixel difference (0-255)", diff, "info"))
-    size = gen.image_size_
     n = 2 if check.miniature else 4
     batch = X[:n]
-
-    def pipe_for(unet, vae, dtype):
-        pipe = StableDiffusionPipeline(
-            vae=vae, text_encoder=None, tokenizer=None, unet=unet,
-            scheduler=DDIMScheduler.from_config(gen.noise_scheduler_.config),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        z = torch.as_tensor(gen.encoder_.latent(batch), device=device)
-        with torch.no_grad():
-            context = torch.cat([z, gen.adapter_(z)], dim=1).to(dtype)
-
-        def run(steps):
-            return pipe(prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context),
-                        num_inference_steps=steps, guidance_scale=7.5, height=size, width=size,
-                        generator=torch.Generator().manual_seed(0), output_type="np").images
-        return run
 
     def record(path, steps, n_images, seconds, images):
         finite = bool(np.isfinite(np.asarray(images, dtype=float)).all())
@@ -235,14 +215,13 @@ def sampling(check, base, saved, X, fitted_sample, quick):
     gen_s = record("generate() (loaded generator, fp32)", 25, n, *_timed(
         check.memory, lambda: gen.generate(batch, num_inference_steps=25, guidance_scale=7.5,
                                            random_state=0, output_type="np")))
-    bare = pipe_for(gen.unet_, gen.vae_, torch.float32)
+    bare = fs.bare_sampler(gen, batch)
     bare(2)
     bare_s = record("bare diffusers pipeline, same U-Net (fp32)", 25, n,
                     *_timed(check.memory, lambda: bare(25)))
     check.rows["sampling"][-2]["overhead"] = 100 * (gen_s / bare_s - 1)
     if check.memory.cuda:
-        half = pipe_for(copy.deepcopy(gen.unet_).half(), copy.deepcopy(gen.vae_).half(),
-                        torch.float16)
+        half = fs.bare_sampler(gen, batch, torch.float16)
         half(2)
         record("bare diffusers pipeline, U-Net + VAE in fp16 (reference)", 25, n,
                *_timed(check.memory, lambda: half(25)))
