@@ -23,6 +23,7 @@ a GPU, ``benchmarks/gpu_check.py`` measures the same and more.
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -207,12 +208,15 @@ def main(argv=None):
         return 0
     import torch
 
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         results = {name: run_stage(name, workdir, args) for name in STAGES}
     text = table(results)
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
-               f"{torch.__version__}, Python {platform.python_version()}")
+    # Other work on a shared machine slows every stage: say how busy it was.
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+               f"torch threads, torch {torch.__version__}, Python "
+               f"{platform.python_version()}, load average {load:.1f} at the start and "
+               f"{os.getloadavg()[0]:.1f} at the end")
     section = (f"{SECTION}\n\nMade by `python -m benchmarks.bench_full_size"
                f"{' --quick' if args.quick else ''}` on {date.today()} in "
                f"{time.perf_counter() - start:.0f} s; machine: {machine}. Random weights, "

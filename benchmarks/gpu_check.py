@@ -20,8 +20,11 @@ the ``paper`` recipe. Measured, all through the public estimators:
 
 Each configuration runs in its own ``try``: a failure (out of memory, a dtype
 error) is printed with its traceback and recorded in the table, and the rest
-still runs. Writes ``--out`` and, when the environment variable ``OUT`` names
-a folder, ``$OUT/GPU_RESULTS.md`` too. About 5 minutes on an H100/H200.
+still runs. The most wanted measurements come first; past ``--time-limit``
+the optional ones left are skipped (and listed). Writes ``--out`` and, when
+the environment variable ``OUT`` names a folder, ``$OUT/GPU_RESULTS.md`` too,
+after every step, so a run stopped from outside keeps what it measured. About
+5 minutes on an H100/H200.
 Without CUDA it stops at once (exit status 2); on a CPU run
 ``benchmarks/bench_full_size.py`` instead.
 """
@@ -55,6 +58,10 @@ def build_parser():
     parser.add_argument("--quick", action="store_true",
                         help="fp16/bf16 only, fewer timed steps, no 250-step sampling")
     parser.add_argument("--workdir", help="folder for the model files (default: a temporary one)")
+    parser.add_argument("--time-limit", type=float, default=360, metavar="SECONDS",
+                        help="past this, skip what is left of the optional steps (Stage 1 "
+                             "in mixed precision, Stage 2 without checkpointing or in fp32, "
+                             "250-step sampling); default 360")
     # A dry run of every code path on a CPU with miniature widths (used by the tests).
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     parser.add_argument("--miniature", action="store_true", help=argparse.SUPPRESS)
@@ -68,7 +75,7 @@ class Check:
         self.device, self.miniature = device, miniature
         self.memory = fs.PeakMemory(device)
         self.rows = {"stage2": [], "stage1": [], "sampling": [], "checks": []}
-        self.errors = []
+        self.errors, self.skipped = [], []
         self.trained = None
 
     def attempt(self, what, func, *args, **kwargs):
@@ -97,9 +104,10 @@ class Check:
 def reset_accelerate():
     """Forget accelerate's process-wide state, so that the next ``Accelerator``
     may use another mixed precision (accelerate refuses a change otherwise)."""
-    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    AcceleratorState._reset_state(reset_partial_state=True)
+    AcceleratorState._reset_state()
+    PartialState._reset_state()
     GradientState._reset_state()
 
 
@@ -270,70 +278,90 @@ def report(check, header, seconds, size):
                      f"{r['per_s']:.3f} | {overhead} | {r['finite']} |")
     lines += ["", "## Checks", "", "| check | value | result |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {ok} |" for name, value, ok in check.rows["checks"]]
+    if check.skipped:
+        lines += ["", "Skipped past the time limit: " + "; ".join(check.skipped) + "."]
     lines += ["", f"## Errors ({len(check.errors)})", ""]
     for what, message, text in check.errors:
         lines += [f"### {what}", "", f"`{message}`", "", "```", text.strip()[-3000:], "```", ""]
     return "\n".join(lines) + "\n"
 
 
-def run(args):
+def _header(args, check):
     import torch
 
-    check = Check(args.device, args.miniature)
-    quick = args.quick or args.miniature
-    n_warmup, n_timed = (1, 2) if quick else (2, 3)
-    if args.device == "cpu":
-        precisions = ["bf16"]
-    else:
-        precisions = ["fp16", "bf16"]
-    if not args.quick:
-        precisions.append("no")
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        tmp = Path(tmp)
-        t0 = time.perf_counter()
-        base = fs.write_sd21(tmp / "sd21", miniature=args.miniature)
-        print(f"SD 2.1 folder written in {time.perf_counter() - t0:.1f} s", flush=True)
-        clip = check.attempt("CLIP checkpoint, built on the device", fs.write_clip_checkpoint,
-                             tmp / "clip", miniature=args.miniature, device=args.device)
-        if clip is None:  # building on the GPU is only faster; the CPU always works
-            clip = fs.write_clip_checkpoint(tmp / "clip", miniature=args.miniature)
-        n_stage1 = 64 if args.miniature else 256
-        X, images, captions = fs.eeg_data(n_stage1, 16)
-        n_stage2 = 16 if args.miniature else 64
-        encoder = check.attempt("Stage 1, fp32", stage1, check, X, images, captions, clip,
-                                "no", 2 if quick else 3)
-        if encoder is None:
-            raise SystemExit("Stage 1 failed: nothing else can run (see the traceback above).")
-        check.check("Z_latent shape", encoder.latent(X[:2]).shape,
-                    encoder.latent(X[:2]).shape == (2, 77, 1024))
-        saved, sample = tmp / "generator", None
-        for precision in precisions:
-            if precision != "no":
-                check.attempt(f"Stage 1, {precision}", stage1, check, X, images, captions,
-                              clip, precision, 2)
-            for checkpointing in (True, False):
-                out = check.attempt(
-                    f"Stage 2, {precision}, gradient checkpointing {checkpointing}", stage2,
-                    check, encoder, base, X[:n_stage2], images[:n_stage2], precision,
-                    checkpointing, n_warmup, n_timed, saved if sample is None else None)
-                sample = out if sample is None else sample
-        if sample is not None:
-            check.attempt("Sampling", sampling, check, base, saved, X, sample, quick)
     versions = {name: __import__(name).__version__
                 for name in ("torch", "diffusers", "accelerate", "open_clip", "skorch")}
     gpu = (torch.cuda.get_device_name(0) + f", CUDA {torch.version.cuda}"
            if check.memory.cuda else "CPU (dry run, miniature widths)")
-    header = (f"# GPU check: the paper's configuration at full size\n\n"
-              f"Made by `python -m benchmarks.gpu_check{' --quick' if args.quick else ''}` on "
-              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {gpu}; Python "
-              f"{platform.python_version()}; "
-              + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n\n"
-              "Random weights, offline: SD 2.1 from a local folder, ViT-H-14 from a local "
-              "checkpoint, EEG 128 x 440. Peak memory is `torch.cuda.max_memory_allocated`, "
-              "reset before each measurement; seconds per step are medians after warm-up "
-              "(`torch.cuda.synchronize` around each).")
+    return (f"# GPU check: the paper's configuration at full size\n\n"
+            f"Made by `python -m benchmarks.gpu_check{' --quick' if args.quick else ''}` on "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {gpu}; Python "
+            f"{platform.python_version()}; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n\n"
+            "Random weights, offline: SD 2.1 from a local folder, ViT-H-14 from a local "
+            "checkpoint, EEG 128 x 440. Peak memory is `torch.cuda.max_memory_allocated`, "
+            "reset before each measurement; seconds per step are medians after warm-up "
+            "(`torch.cuda.synchronize` around each).")
+
+
+def run(args, write):
+    """Run the check; ``write(text)`` gets the report so far after every step."""
+    from mne_synapse import SynapseEncoder
+
+    check = Check(args.device, args.miniature)
+    quick = args.quick or args.miniature
+    n_warmup, n_timed = (1, 2) if quick else (2, 3)
+    mixed = ["bf16"] if args.device == "cpu" else ["fp16", "bf16"]
     size = fs.MINIATURE_RESOLUTION if args.miniature else fs.RESOLUTION
+    header, start = _header(args, check), time.perf_counter()
+
+    def attempt(what, func, *a, optional=False):
+        """One step; an optional one is skipped past the time limit. Report after each."""
+        if optional and time.perf_counter() - start > args.time_limit:
+            check.skipped.append(what)
+            return None
+        result = check.attempt(what, func, *a)
+        write(report(check, header, time.perf_counter() - start, size))
+        return result
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        tmp = Path(tmp)
+        base = attempt("SD 2.1 folder", fs.write_sd21, tmp / "sd21", args.miniature)
+        clip = attempt("CLIP checkpoint, built on the device", fs.write_clip_checkpoint,
+                       tmp / "clip", args.miniature, args.device)
+        if clip is None:  # building on the GPU is only faster; the CPU always works
+            clip = fs.write_clip_checkpoint(tmp / "clip", miniature=args.miniature)
+        X, images, captions = fs.eeg_data(64 if args.miniature else 256, 16)
+        n_stage2 = 16 if args.miniature else 64
+        encoder = attempt("Stage 1, fp32", stage1, check, X, images, captions, clip, "no",
+                          2 if quick else 3)
+        if encoder is None:  # Stage 2 still needs an encoder: a one-step one, on the CPU
+            encoder = SynapseEncoder(**fs.encoder_params(*clip, max_epochs=1)).fit(
+                X[:32], images=images[:32], captions=captions[:32])
+        shape = encoder.latent(X[:2]).shape
+        check.check("Z_latent shape", shape, shape == (2, 77, 1024))
+        saved, sample = tmp / "generator", None
+
+        def finetune(precision, checkpointing, optional=False):
+            nonlocal sample
+            out = attempt(f"Stage 2, {precision}, gradient checkpointing {checkpointing}",
+                          stage2, check, encoder, base, X[:n_stage2], images[:n_stage2],
+                          precision, checkpointing, n_warmup, n_timed,
+                          saved if sample is None else None, optional=optional)
+            sample = out if sample is None else sample
+
+        # Most wanted first: mixed precision, then sampling, then float32.
+        for precision in mixed:
+            attempt(f"Stage 1, {precision}", stage1, check, X, images, captions, clip,
+                    precision, 2, optional=True)
+            for checkpointing in (True, False):
+                finetune(precision, checkpointing, optional=not checkpointing)
+        if sample is not None:
+            attempt("Sampling", sampling, check, base, saved, X, sample,
+                    quick or time.perf_counter() - start > 0.75 * args.time_limit)
+        if not args.quick:
+            for checkpointing in (True, False):
+                finetune("no", checkpointing, optional=True)
     return check, report(check, header, time.perf_counter() - start, size)
 
 
@@ -347,15 +375,20 @@ def main(argv=None):
     if args.miniature and args.device != "cpu":
         print("--miniature is a CPU dry run; pass --device cpu", file=sys.stderr)
         return 2
-    check, text = run(args)
-    print(text, flush=True)
     outputs = [Path(args.out)]
     if os.environ.get("OUT") and Path(os.environ["OUT"]).is_dir():
         outputs.append(Path(os.environ["OUT"]) / "GPU_RESULTS.md")
-    for path in dict.fromkeys(p.resolve() for p in outputs):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}", flush=True)
+    outputs = list(dict.fromkeys(p.resolve() for p in outputs))
+
+    def write(text):  # after every step: a run stopped from outside keeps what it measured
+        for path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+    check, text = run(args, write)
+    write(text)
+    print(text, flush=True)
+    print("wrote " + ", ".join(map(str, outputs)), flush=True)
     return 1 if check.errors else 0
 
 
