@@ -57,7 +57,8 @@ def estimator_files(name, params, state, **fields):
     weights = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
     config = dict(format_version=FORMAT_VERSION, estimator=name, params=params, **fields,
                   weights_sha256=hashlib.sha256(weights).hexdigest())
-    return {weights_name: weights, config_name: json.dumps(config, indent=1)}
+    # Paths (e.g. clip_pretrained=Path(...)) are stored as strings.
+    return {weights_name: weights, config_name: json.dumps(config, indent=1, default=os.fspath)}
 
 
 def save_estimator(path, files):

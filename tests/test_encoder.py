@@ -207,3 +207,17 @@ def test_extra_skorch_callbacks_run(small_synthetic):
     est.fit(small_synthetic.epochs[:20])
     lrs = [g["lr"] for g in est.net_.optimizer_.param_groups]
     assert np.allclose(lrs, est.lr * 0.01)  # two epochs, two decays
+
+
+def test_checkpoint_given_as_a_path_is_saved(small_synthetic, tmp_path):
+    from pathlib import Path
+
+    import mne_synapse
+
+    weights = Path(mne_synapse.__file__).parent / "miniature" / "weights" / "tiny_clip.safetensors"
+    epochs = small_synthetic.epochs[:16]
+    encoder = SynapseEncoder(clip_pretrained=weights, random_state=0, verbose=False,
+                             **dict(FAST, max_epochs=1)).fit(epochs)
+    loaded = SynapseEncoder.load(encoder.save(tmp_path / "encoder"))
+    assert loaded.clip_pretrained == str(weights)
+    np.testing.assert_array_equal(loaded.transform(epochs), encoder.transform(epochs))
