@@ -172,11 +172,12 @@ def encoder_params(clip_model, clip_pretrained, **overrides):
 
 
 def generator_params(base_model, miniature=False, **overrides):
-    """``EEGImageGenerator`` parameters of the paper's Stage 2 at 512 px."""
+    """``EEGImageGenerator`` parameters of the paper's Stage 2 at 512 px (the authors'
+    unconditional context, ``[0, f_adapt(0)]``)."""
     return dict(dict(base_model=str(base_model), recipe="paper",
                      resolution=MINIATURE_RESOLUTION if miniature else RESOLUTION,
-                     lr=2e-5, snr_gamma=0.5, batch_size=1, max_steps=1, guidance_scale=7.5,
-                     random_state=0, verbose=False),
+                     lr=2e-5, snr_gamma=0.5, unconditional_context="zero_latent", batch_size=1,
+                     max_steps=1, guidance_scale=7.5, random_state=0, verbose=False),
                 **overrides)
 
 
@@ -204,9 +205,12 @@ def bare_sampler(gen, X, dtype=None):
     z = torch.as_tensor(gen.encoder_.latent(X), device=device)
     with torch.no_grad():
         context = torch.cat([z, gen.adapter_(z)], dim=1).to(unet.dtype)
+        negative = torch.zeros_like(context)
+        if gen.unconditional_context == "zero_latent":  # the authors' [0, f_adapt(0)]
+            negative = torch.cat([z * 0, gen.adapter_(z * 0)], dim=1).to(unet.dtype)
 
     def run(steps):
-        return pipe(prompt_embeds=context, negative_prompt_embeds=torch.zeros_like(context),
+        return pipe(prompt_embeds=context, negative_prompt_embeds=negative,
                     num_inference_steps=steps, guidance_scale=7.5, height=gen.image_size_,
                     width=gen.image_size_, generator=torch.Generator().manual_seed(0),
                     output_type="np").images
