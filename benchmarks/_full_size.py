@@ -86,8 +86,7 @@ def write_clip_checkpoint(folder, miniature=False, device="cpu", seed=0):
     """Write OpenCLIP ViT-H-14 (random weights) to a local checkpoint file.
 
     Returns ``(model_name, path)`` for ``SynapseEncoder(clip_model=...,
-    clip_pretrained=...)``, the path as a ``str`` (a ``pathlib.Path`` there
-    breaks ``SynapseEncoder.save`` today: it is not JSON serialisable). The weights are stored in half precision (half the
+    clip_pretrained=...)``, the path as a ``str`` (as a config file gives it). The weights are stored in half precision (half the
     file; OpenCLIP casts them on load). The model is built on ``device``
     (initialising a billion parameters is faster on a GPU).
     """
