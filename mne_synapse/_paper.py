@@ -76,6 +76,7 @@ STAGE2_SOURCES = {
                                  "src/models/eeg_diffusion_pipeline.py default"),
     "guidance_scale": (7.5, "src/gen_images.py: --cfg_scale default"),
     "scheduler": ("DDIMScheduler", "src/models/eeg_LDM2.py: DDIMScheduler.from_pretrained"),
+    "resolution": (512, "src/config/Train_LDM.json: img_size (SD 2.1's own config says 768)"),
 }
 # generate() arguments of their sampling.
 GENERATE_SOURCES = {
