@@ -95,6 +95,26 @@ def sampling_pipeline(vae, unet, noise_scheduler, scheduler="DDIMScheduler"):
         )
 
 
+def load_trained_state(unet, state, n_adapt_tokens):
+    """Put a saved generator's finetuned weights into ``unet``; return its adapter.
+
+    ``state`` holds ``unet.*`` (the recipe's parameters, onto a U-Net prepared
+    by :func:`prepare_unet`) and ``adapter.*`` (f_adapt).
+    """
+    from .models import EEGAdapter
+
+    unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
+    missing = set(unet_state) - set(dict(unet.named_parameters()))
+    if missing:
+        raise ValueError(f"unknown parameters such as {sorted(missing)[:3]}")
+    unet.load_state_dict(unet_state, strict=False)
+    adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
+    adapter = EEGAdapter(adapter_state["proj.weight"].shape[1],
+                         unet.config.cross_attention_dim, n_adapt_tokens)
+    adapter.load_state_dict(adapter_state)
+    return adapter
+
+
 def prepare_unet(unet, n_adapt_tokens, adapter_scale, recipe):
     """Install the EEG attention processors and mark the recipe's parameters trainable."""
     from .models import apply_recipe, install_eeg_processors
@@ -369,5 +389,7 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, latents, images, se
                     loss.detach(), reduction="mean").item()))
     if ema is not None:
         ema.copy_to(params)
-    return (accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(adapter).eval(),
-            loss_curve)
+    # Without accelerate's autocast wrapper: the fitted generator samples in float32,
+    # as a saved-and-loaded one does (the wrapper kept the fit's mixed precision).
+    unwrap = lambda model: accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval()  # noqa: E731
+    return unwrap(unet), unwrap(adapter), loss_curve

@@ -38,8 +38,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
     n_adapt_tokens, adapter_scale : int, float
         Tokens of ``Z_adapt`` and the weight of their attention branch.
     max_steps, batch_size, grad_accumulation, lr, warmup_steps, grad_clip : int, int, int, float, int, float
-        AdamW finetuning (the authors: batch 8 x 4, lr 2e-5, constant, clip 1;
-        see :meth:`paper`).
+        AdamW finetuning (the authors: batch 8 x 4, lr 2e-5, constant, clip 1).
     snr_gamma : float | None
         Min-SNR loss weighting (paper: 0.5 for v-prediction); None disables it.
     condition_dropout : float
@@ -75,11 +74,9 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         Class name of the diffusers sampling scheduler (``'DDIMScheduler'``,
         ``'DPMSolverMultistepScheduler'``, ...).
     resolution : int | None
-        Side in pixels of the images finetuned on and generated. None: the
-        base model's own (the U-Net's ``sample_size`` times the VAE's
-        downsampling factor: 768 for SD 2.1, whose config says 768 though
-        SYNAPSE trains and samples it at 512). It must be a multiple of the
-        combined downsampling factor of the VAE and U-Net (64 for SD).
+        Side in pixels of the images finetuned on and generated (a multiple
+        of 64 for SD); None: the base model's own (768 for SD 2.1, which the
+        authors train and sample at 512).
     device : str
         Torch device.
     accelerator : accelerate.Accelerator | None
@@ -117,8 +114,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
                  encoder_dropout=False, vae_sampling="mean", ema_decay=None, mixed_precision="no",
                  gradient_checkpointing=False, num_inference_steps=25, guidance_scale=3.0,
                  scheduler="DDIMScheduler", resolution=None, device="cpu", accelerator=None,
-                 random_state=None,
-                 verbose=None):
+                 random_state=None, verbose=None):
         self.encoder = encoder
         self.base_model = base_model
         self.recipe = recipe
@@ -420,9 +416,9 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
 
     @classmethod
     def _load_folder(cls, path, base_model=None, device="cpu"):
-        from ._finetuning import prepare_unet
+        from ._finetuning import load_trained_state, prepare_unet
         from .encoder import SynapseEncoder
-        from .models import EEGAdapter, count_parameters
+        from .models import count_parameters
 
         self, config, state = _persistence.load_estimator(cls, path, device,
                                                           required=("base_model",))
@@ -435,15 +431,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         n_unet_params = count_parameters(unet, trainable_only=False)
         prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
         try:
-            unet_state = {k[5:]: v for k, v in state.items() if k.startswith("unet.")}
-            missing = set(unet_state) - set(dict(unet.named_parameters()))
-            if missing:
-                raise ValueError(f"unknown parameters such as {sorted(missing)[:3]}")
-            unet.load_state_dict(unet_state, strict=False)
-            adapter_state = {k[8:]: v for k, v in state.items() if k.startswith("adapter.")}
-            adapter = EEGAdapter(adapter_state["proj.weight"].shape[1],
-                                 unet.config.cross_attention_dim, self.n_adapt_tokens)
-            adapter.load_state_dict(adapter_state)
+            adapter = load_trained_state(unet, state, self.n_adapt_tokens)
         except (RuntimeError, KeyError, ValueError) as err:
             raise ValueError(
                 f"{path} does not fit base model {base_id} ({_persistence.mismatch_reason(err)})"

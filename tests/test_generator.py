@@ -143,3 +143,22 @@ def test_bad_resolution(encoder, small_synthetic, resolution, match):
                             max_steps=1, batch_size=2)
     with pytest.raises(ValueError, match=match):
         gen.fit(small_synthetic.epochs[:4])
+
+
+def test_mixed_precision_fit_samples_like_its_saved_copy(encoder, small_synthetic, tmp_path):
+    """After a bf16 fit the generator samples in float32, exactly as it does once saved
+    and loaded (accelerate's autocast wrapper is not kept on the fitted U-Net)."""
+    from mne_synapse.generator import EEGImageGenerator as Generator
+
+    base = _tiny_base()
+    gen = Generator(encoder=encoder, base_model=base, max_steps=2, batch_size=4,
+                    mixed_precision="bf16", random_state=0, verbose=False)
+    epochs = small_synthetic.epochs[:3]
+    gen.fit(small_synthetic.epochs[:8])
+    fitted_images = gen.generate(epochs, num_inference_steps=2, random_state=0,
+                                 output_type="np")
+    gen.save(tmp_path / "gen")
+    loaded = Generator.load(tmp_path / "gen", base_model=base)
+    np.testing.assert_array_equal(
+        loaded.generate(epochs, num_inference_steps=2, random_state=0, output_type="np"),
+        fitted_images)
