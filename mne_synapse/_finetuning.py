@@ -95,6 +95,29 @@ def sampling_pipeline(vae, unet, noise_scheduler, scheduler="DDIMScheduler"):
         )
 
 
+def _release_single_process_state(mixed_precision):
+    """Let this process fit in another mixed precision than an earlier fit.
+
+    accelerate keeps one process-wide state and refuses a second ``Accelerator``
+    with another ``mixed_precision`` (fitting fp32, then bf16, in one session).
+    In a single process nothing else shares that state, so it is reset; under a
+    distributed launch it is the launcher's, and the clear error says so.
+    """
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    state = AcceleratorState._shared_state
+    if not state or state.get("_mixed_precision") in (None, mixed_precision):
+        return
+    if PartialState().num_processes > 1:
+        raise ValueError(
+            f"This distributed run was launched with mixed precision "
+            f"{state['_mixed_precision']!r}; pass mixed_precision="
+            f"{state['_mixed_precision']!r} or relaunch with --mixed_precision "
+            f"{mixed_precision}.")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 def load_trained_state(unet, state, n_adapt_tokens):
     """Put a saved generator's finetuned weights into ``unet``; return its adapter.
 
@@ -320,6 +343,7 @@ def finetune(estimator, unet, adapter, vae, noise_scheduler, latents, images, se
 
     accelerator = estimator.accelerator
     if accelerator is None:
+        _release_single_process_state(estimator.mixed_precision)
         accelerator = Accelerator(
             cpu=estimator.device == "cpu", mixed_precision=estimator.mixed_precision,
             gradient_accumulation_steps=estimator.grad_accumulation,

@@ -147,10 +147,14 @@ def test_bad_resolution(encoder, small_synthetic, resolution, match):
 
 def test_mixed_precision_fit_samples_like_its_saved_copy(encoder, small_synthetic, tmp_path):
     """After a bf16 fit the generator samples in float32, exactly as it does once saved
-    and loaded (accelerate's autocast wrapper is not kept on the fitted U-Net)."""
+    and loaded (accelerate's autocast wrapper is not kept on the fitted U-Net). A fit
+    in float32 first: one session may fit in several precisions (accelerate keeps one
+    process-wide state that refuses a change)."""
     from mne_synapse.generator import EEGImageGenerator as Generator
 
     base = _tiny_base()
+    Generator(encoder=encoder, base_model=base, max_steps=1, batch_size=2,
+              verbose=False).fit(small_synthetic.epochs[:4])
     gen = Generator(encoder=encoder, base_model=base, max_steps=2, batch_size=4,
                     mixed_precision="bf16", random_state=0, verbose=False)
     epochs = small_synthetic.epochs[:3]
