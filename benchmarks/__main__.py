@@ -1,6 +1,10 @@
 """Run every benchmark and write benchmarks/RESULTS.md.
 
-``python -m benchmarks`` (quick sizes) or ``python -m benchmarks --full``.
+``python -m benchmarks`` (quick sizes) or ``python -m benchmarks --full``;
+``--cache-dir DIR`` keeps each finished benchmark's section and each fit (Stage 1:
+each model, world, seed and setting; zero-shot and Stage 2: each world and seed)
+there, so that an interrupted run resumes where it stopped (delete the folder to
+start over).
 """
 
 import argparse
@@ -12,37 +16,53 @@ import time
 from datetime import date
 from pathlib import Path
 
-from . import bench_encoder, bench_full_size, bench_generator, bench_zero_shot
+from . import bench_encoder, bench_full_size, bench_generator, bench_memory, bench_zero_shot
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="full sizes (slow)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep finished sections and fits here (resume a run)")
     args = parser.parse_args()
 
     import torch
 
     size = [] if args.full else ["--quick"]
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-               f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}, "
+    device = ("CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU")
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch threads, {device}, "
                f"torch {torch.__version__}, Python {platform.python_version()}")
-    sections, total = [], time.perf_counter()
-    for name, bench in [("bench_encoder", bench_encoder), ("bench_zero_shot", bench_zero_shot),
-                        ("bench_generator", bench_generator)]:
+    benches = {"bench_encoder": bench_encoder, "bench_zero_shot": bench_zero_shot,
+               "bench_generator": bench_generator, "bench_memory": bench_memory}
+    sections = {}
+    # The longest last, so that an interrupted run has finished the others.
+    for name in ("bench_memory", "bench_zero_shot", "bench_generator", "bench_encoder"):
+        bench = benches[name]
+        done = Path(args.cache_dir or ".", f"section-{name}-{'full' if args.full else 'quick'}.md")
+        if args.cache_dir and done.exists():
+            sections[name] = done.read_text()
+            continue
         start = time.perf_counter()
         out = io.StringIO()
+        extra = (["--cache-dir", str(Path(args.cache_dir, "fits"))]
+                 if args.cache_dir and bench is not bench_memory else [])
         with contextlib.redirect_stdout(out):
-            bench.main(size)
+            bench.main(size + extra)
         text = out.getvalue()
         sys.stdout.write(text)
-        sections.append(f"## {name} ({time.perf_counter() - start:.0f} s)\n\n"
-                        f"Command: `python benchmarks/{name}.py {' '.join(size)}`\n\n{text}")
-    header = (f"# Benchmark results\n\nMade by `python -m benchmarks{' --full' if args.full else ''}` "
-              f"on {date.today()} in {time.perf_counter() - total:.0f} s; machine: {machine}.\n\n")
+        sections[name] = (f"## {name} ({time.perf_counter() - start:.0f} s)\n\n"
+                          f"Command: `python benchmarks/{name}.py {' '.join(size)}`\n\n{text}")
+        if args.cache_dir:
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(sections[name])
+    command = "python -m benchmarks" + (" --full" if args.full else "")
+    header = (f"# Benchmark results\n\nMade by `{command}` on {date.today()}; machine: "
+              f"{machine}. Each section's heading gives the seconds it took (the run that "
+              "finished it, when resumed from --cache-dir).\n\n")
     # The full-size section comes from its own (25-minute) benchmark: kept as it is.
     full_size = bench_full_size.read_section(args.output)
-    Path(args.output).write_text(header + "\n".join(sections))
+    Path(args.output).write_text(header + "\n".join(sections[name] for name in benches))
     if full_size is not None:
         bench_full_size.write_section(args.output, full_size)
     print(f"wrote {args.output}")

@@ -1,239 +1,216 @@
-"""Stage 1 benchmark: SynapseEncoder + LogisticRegression next to its peers.
+"""Stage 1 benchmark: SynapseEncoder + LogisticRegression next to fairly trained peers.
 
-Same image-disjoint folds for every model, in the same run:
+Two simulated worlds whose neural codes favour different model families
+(``make_synthetic(neural_code='erp' | 'induced')``), three seeds each (a
+fresh world and fresh model seeds), two settings (multi-subject and
+leave-one-subject-out), five models each with and without the same
+per-subject Euclidean alignment. Every hyper-parameter is chosen on
+validation images, never on test; every row has a 95% interval (bootstrap
+over test images), chance, and a shuffled control that refits the whole
+pipeline on permuted stimuli. See ``_protocol.py`` (folds, choices,
+intervals) and ``_peers.py`` (how each model is trained, with sources).
 
-- ``multi``: all subjects, train on the ``train``/``val`` images, test on the
-  ``test`` images;
-- ``within``: the same, one subject at a time (mean over subjects; not in
-  ``--quick``);
-- ``loso``: leave one subject out, and its ``test`` images only (subject- and
-  image-disjoint); SynapseEncoder's alignment of the new subject is calibrated
-  on those test epochs, without their labels (``SynapseEncoder.calibrate``).
-
-SynapseEncoder runs with its per-subject alignment input layer (default)
-and without it (``alignment=None``), to show what the layer adds.
-
-Peers: braindecode ``EEGNet`` and ``ShallowFBCSPNet`` (``EEGClassifier``),
-pyriemann ``XdawnCovariances + TangentSpace + LR``, and a linear model. Every
-row shows chance and a shuffled-label control (the classifier of the last
-fold refitted on permuted labels; end-to-end networks refitted entirely).
-
-Run ``python benchmarks/bench_encoder.py`` (``--quick`` for a smaller run,
-``--cvpr40 FILE --image-root DIR --splits FILE`` for CVPR40-format data).
+Run ``python benchmarks/bench_encoder.py`` (``--quick`` for shorter training;
+``--cache-dir DIR`` keeps each fit's result there so that an interrupted run
+resumes).
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from mne_synapse import SynapseEncoder
+if __package__ in (None, ""):  # run as a script: import the package's helpers
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from ._peers import ALIGNMENTS, AUTHOR_LR, MODELS  # noqa: E402
+from ._protocol import (WORLDS, Store, fit_and_score, folds, interval,  # noqa: E402
+                        load_world, paired_difference, select)
+
+OURS = ("SynapseEncoder", "EA")
 
 
-def _peers(n_classes, epochs_budget, seed):
-    from braindecode import EEGClassifier
-    from mne.decoding import Vectorizer
-    from pyriemann.estimation import XdawnCovariances
-    from pyriemann.tangentspace import TangentSpace
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
-    def to_float32(X):
-        # braindecode trains on microvolts-scale float32 input.
-        return (np.asarray(X) * 1e6).astype(np.float32)
-
-    def braindecode(name):
-        return make_pipeline(FunctionTransformer(to_float32), EEGClassifier(
-            name, max_epochs=epochs_budget, batch_size=32, lr=1e-3, train_split=None,
-            verbose=0, device="cpu", iterator_train__shuffle=True,
-        ))
-
-    return {
-        "EEGNet": lambda: braindecode("EEGNet"),
-        "ShallowFBCSPNet": lambda: braindecode("ShallowFBCSPNet"),
-        "Xdawn+TS+LR": lambda: make_pipeline(
-            XdawnCovariances(nfilter=4, estimator="oas"), TangentSpace(),
-            LogisticRegression(max_iter=1000)),
-        "linear": lambda: make_pipeline(
-            FunctionTransformer(lambda X: np.asarray(X)[:, :, ::4]), Vectorizer(),
-            StandardScaler(), LogisticRegression(C=0.01, max_iter=1000)),
-    }
+def _ci(values):
+    mean, low, high = values
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _scores(proba, y_true, classes):
-    ranks = np.argsort(-proba, axis=1)
-    top1 = np.mean(classes[ranks[:, 0]] == y_true)
-    top5 = np.mean([t in classes[r[:5]] for t, r in zip(y_true, ranks)])
-    return top1, top5
+def _describe(params):
+    return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _fit_score(make_model, epochs, train, test, labels, calibrate=False):
-    import torch
+def run(worlds, seeds, settings, budgets, store, log=print):
+    """Every choice and fit of the benchmark; returns what the tables need."""
+    chosen, results, controls, references = {}, {}, {}, {}
+    variants = [(name, label) for name in MODELS for label in ALIGNMENTS]
+    for code in worlds:
+        first = load_world(code, seeds[0])
+        for name, label in variants:
+            key = dict(step="select", world=code, seed=seeds[0], model=name, alignment=label,
+                       budget=budgets[name])
+            chosen[code, name, label] = store.get(key, lambda: select(
+                first, name, ALIGNMENTS[label], seeds[0], budgets[name]))
+            log(f"[{code}] {name} ({label}) chosen: {chosen[code, name, label]['params']} "
+                f"(validation top-1 {chosen[code, name, label]['score']:.3f})")
+        for seed in seeds:
+            data = first if seed == seeds[0] else load_world(code, seed)
+            md = data.epochs.metadata
+            for setting in settings:
+                train, test = folds(md, setting, seed)
+                references[code, setting, seed] = data.source_lr_reference(train, test)
+                runs = [(False, seed)] + ([(True, seed)] if seed == seeds[0] else [])
+                for (name, label), (shuffled, _) in ((v, r) for v in variants for r in runs):
+                    params = chosen[code, name, label]["params"]
+                    key = dict(step="fit", world=code, seed=seed, setting=setting, model=name,
+                               alignment=label, params=params, budget=budgets[name],
+                               shuffled=shuffled)
+                    result = store.get(key, lambda: fit_and_score(
+                        data, name, ALIGNMENTS[label], params, train, test, seed,
+                        budgets[name], shuffled=shuffled))
+                    target = controls if shuffled else results
+                    target.setdefault((code, setting, name, label), []).append(result)
+                    log(f"[{code} seed {seed} {setting}] {name} ({label})"
+                        f"{' shuffled' if shuffled else ''}: top-1 {np.mean(result['top1']):.3f}"
+                        f" ({result['fit_time']:.0f} s)")
+            del data
+    return chosen, results, controls, references
 
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    model = make_model()
-    X_train, X_test = epochs[train], epochs[test]
-    if not isinstance(model[0], SynapseEncoder):  # peers take arrays
-        X_train, X_test = X_train.get_data(), X_test.get_data()
-    model.fit(X_train, labels[train])
-    if calibrate and isinstance(model[0], SynapseEncoder):  # the new subject's alignment
-        model[0].calibrate(X_test)
-    fit_time = time.perf_counter() - start
-    proba = model.predict_proba(X_test)
-    classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
-    return (*_scores(proba, labels[test], np.asarray(classes)), fit_time, model)
+
+def _chance(runs):
+    """Share of the test epochs in their most frequent class."""
+    labels = np.concatenate([r["label"] for r in runs])
+    return np.max(np.unique(labels, return_counts=True)[1]) / len(labels)
 
 
-def _retrieval(encoder, epochs, test, md, clip):
-    """EEG -> image retrieval among the distinct test images (top-1, top-5, chance)."""
-    from mne_synapse.metrics import retrieval_top_k
+def report(worlds, settings, chosen, results, controls, references):
+    """Print the tables (markdown)."""
+    print("Hyper-parameters chosen on the validation images of seed 0's world (fitted on "
+          "its `train` images, all subjects), used for every seed and setting:\n")
+    print("| world | model | alignment | chosen | validation top-1 | validation curve "
+          "(top-1 every 5 epochs) |")
+    print("|---|---|---|---|---|---|")
+    for (code, name, label), choice in chosen.items():
+        curve = choice["curve"]
+        shown = "" if curve is None else " ".join(f"{v:.2f}" for v in curve[4::5])
+        if curve is not None and np.argmax(curve) >= len(curve) - 3:
+            shown += " (best in the last 3 epochs: may not have converged)"
+        print(f"| {code} | {name} | {label} | {_describe(choice['params'])} "
+              f"| {choice['score']:.3f} | {shown} |")
+    peers = [m for m in MODELS if m != OURS[0]]
+    for code in worlds:
+        print(f"\n### {WORLDS[code]}\n")
+        print("| setting | model | alignment | top-1 [95% CI] | top-1 per seed | top-5 [95% CI] "
+              "| chance | shuffled control, seed 0 [95% CI] | fit time (s) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for setting in settings:
+            for name in MODELS:
+                for label in ALIGNMENTS:
+                    runs = results[code, setting, name, label]
+                    seeds = " / ".join(f"{np.mean(r['top1']):.2f}" for r in runs)
+                    print(f"| {setting} | {name} | {label} | {_ci(interval(runs))} | {seeds} "
+                          f"| {_ci(interval(runs, 'top5'))} | {_chance(runs):.3f} "
+                          f"| {_ci(interval(controls[code, setting, name, label]))} "
+                          f"| {np.mean([r['fit_time'] for r in runs]):.0f} |")
 
-    z = encoder.transform(epochs[test])
-    paths = md.image_path.to_numpy()[test]
-    candidates = np.unique(paths)
-    emb = clip.embed_images(candidates)
-    truth = np.searchsorted(candidates, paths)
-    top1, top5 = (retrieval_top_k(z, emb, truth, k=k) for k in (1, 5))
-    return top1.value, top5.value, top1.chance
+    print("\n### Verdict: SynapseEncoder (EA) against the best fair peer\n")
+    print("The best peer is the model and alignment with the highest mean test top-1 in "
+          "that world and setting (picked on test, which can only favour the peers). "
+          "Difference: SynapseEncoder minus the peer on the same test epochs, mean over "
+          "seeds, 95% paired bootstrap interval over test images.\n")
+    print("| world | setting | SynapseEncoder (EA) | best fair peer | difference [95% CI] "
+          "| verdict |")
+    print("|---|---|---|---|---|---|")
+    for code in worlds:
+        for setting in settings:
+            ours = results[(code, setting) + OURS]
+            best = max(((n, a) for n in peers for a in ALIGNMENTS),
+                       key=lambda v: np.mean([np.mean(r["top1"])
+                                              for r in results[(code, setting) + v]]))
+            theirs = results[(code, setting) + best]
+            diff = paired_difference(ours, theirs)
+            verdict = ("SynapseEncoder better" if diff[1] > 0 else
+                       f"{best[0]} better" if diff[2] < 0 else "no clear difference")
+            print(f"| {code} | {setting} | {_ci(interval(ours))} | {best[0]} ({best[1]}) "
+                  f"{_ci(interval(theirs))} | {_ci(diff)} | {verdict} |")
+
+    print("\nLR reference at this training size: a logistic regression on the "
+          "simulation's true source amplitudes, fitted on the same training epochs, mean "
+          "over seeds. A reference point, not a bound: other models, or more training "
+          "data, can read the class from the EEG better than this one model reads it from "
+          "the sources.\n")
+    print("| world | setting | LR reference | SynapseEncoder (EA) | best peer |")
+    print("|---|---|---|---|---|")
+    for code in worlds:
+        for setting in settings:
+            reference = np.mean([v for (c, s, _), v in references.items()
+                                 if (c, s) == (code, setting)])
+            best = max(np.mean([np.mean(r["top1"]) for r in results[code, setting, n, a]])
+                       for n in peers for a in ALIGNMENTS)
+            ours = np.mean([np.mean(r["top1"]) for r in results[(code, setting) + OURS]])
+            print(f"| {code} | {setting} | {reference:.3f} | {ours:.3f} | {best:.3f} |")
+
+    print("\nEEG -> image retrieval by SynapseEncoder (EA): cosine between the EEG "
+          "embedding and the tiny-CLIP embeddings of the distinct test images.\n")
+    print("| world | setting | top-1 [95% CI] | top-5 [95% CI] | chance top-1 |")
+    print("|---|---|---|---|---|")
+    for code in worlds:
+        for setting in settings:
+            runs = results[(code, setting) + OURS]
+            n_images = np.mean([len(set(r["image"])) for r in runs])
+            print(f"| {code} | {setting} | {_ci(interval(runs, 'retrieval1'))} "
+                  f"| {_ci(interval(runs, 'retrieval5'))} | {1 / n_images:.3f} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer epochs and settings")
-    parser.add_argument("--settings", default=None,
-                        help="comma-separated: multi, loso, within (default: all; "
-                             "multi,loso with --quick)")
+    parser.add_argument("--quick", action="store_true", help="shorter training")
+    parser.add_argument("--worlds", default="erp,induced",
+                        help=f"comma-separated, of {', '.join(WORLDS)}")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--settings", default="multi,loso")
     parser.add_argument("--encoder-epochs", type=int, default=None)
-    parser.add_argument("--cvpr40", default=None, help="CVPR40-format .pth file")
-    parser.add_argument("--image-root", default=None)
-    parser.add_argument("--splits", default=None)
+    parser.add_argument("--net-epochs", type=int, default=None,
+                        help="braindecode nets: schedule length (the run stops at the epoch "
+                             "chosen on validation)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep each result here and reuse it (resume a run)")
     args = parser.parse_args(argv)
 
     import mne
-    from sklearn.base import clone
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
 
-    from mne_synapse.clip import CLIPEmbedder
-    from mne_synapse.datasets import load_cvpr40, make_synthetic
     from mne_synapse.models import build_autoencoder, count_parameters
 
     mne.set_log_level("WARNING")
-    synthetic = None  # the simulation's ground truth gives the LR reference
-    if args.cvpr40:
-        epochs = load_cvpr40(args.cvpr40, image_root=args.image_root, splits_fname=args.splits)
-        source = f"CVPR40 file {args.cvpr40}"
-    else:
-        synthetic = make_synthetic()
-        epochs = synthetic.epochs
-        source = "synthetic (make_synthetic defaults)"
-    md = epochs.metadata.reset_index(drop=True)
-    labels = md.label.to_numpy()
-    n_classes = len(np.unique(labels))
-    enc_epochs = args.encoder_epochs or (15 if args.quick else 40)
-    peer_epochs = 15 if args.quick else 40
-    settings = (args.settings or ("multi,loso" if args.quick else "multi,loso,within")).split(",")
+    worlds, settings = args.worlds.split(","), args.settings.split(",")
+    seeds = list(range(args.seeds))
+    encoder_epochs = args.encoder_epochs or (15 if args.quick else 40)
+    net_epochs = args.net_epochs or (40 if args.quick else 60)
+    budgets = dict.fromkeys(MODELS, encoder_epochs)
+    budgets.update(EEGNet=net_epochs, ShallowFBCSPNet=net_epochs)
+    start = time.perf_counter()
+    chosen, results, controls, references = run(
+        worlds, seeds, settings, budgets, Store(args.cache_dir),
+        log=lambda text: print(text, file=sys.stderr, flush=True))
 
-    def encoder(alignment="euclidean"):
-        return lambda: make_pipeline(
-            SynapseEncoder(max_epochs=enc_epochs, alignment=alignment, random_state=0,
-                           verbose=False),
-            LogisticRegression(max_iter=2000),
-        )
-
-    # The alignment layer's contribution: the same encoder without it.
-    models = {"SynapseEncoder+LR": encoder(), "SynapseEncoder (no alignment)+LR": encoder(None),
-              **_peers(n_classes, peer_epochs, 0)}
-    is_train = md.split.isin(["train", "val"]).to_numpy()
-    is_test = (md.split == "test").to_numpy()
-    folds = {}
-    if "multi" in settings:
-        folds["multi"] = [(np.flatnonzero(is_train), np.flatnonzero(is_test))]
-    subjects = np.unique(md.subject)
-    if "within" in settings:
-        folds["within"] = [(np.flatnonzero(is_train & (md.subject == s)),
-                            np.flatnonzero(is_test & (md.subject == s))) for s in subjects]
-    if "loso" in settings and len(subjects) > 1:
-        folds["loso"] = [(np.flatnonzero(is_train & (md.subject != s)),
-                          np.flatnonzero(is_test & (md.subject == s))) for s in subjects]
-
-    print(f"# Stage 1 benchmark on {source}")
-    print(f"{len(md)} epochs, {len(subjects)} subjects, {n_classes} classes, "
-          f"{md.image_id.nunique()} images; image-disjoint test split; "
-          f"encoder {enc_epochs} epochs, braindecode peers {peer_epochs} epochs"
-          f"{' (multi setting only: --quick)' if args.quick else ''}\n")
-    print("| setting | model | top-1 | top-5 | chance | shuffled-label control | fit time (s) |")
-    print("|---|---|---|---|---|---|---|")
-    clip = CLIPEmbedder("tiny", "synthetic")
-    retrieval, top1_by = {}, {}
-    # --quick: the braindecode peers (far behind on this data) in the multi-subject
-    # setting only, to keep `python -m benchmarks` under 15 minutes.
-    braindecode_settings = {"multi"} if args.quick else set(folds)
-    for setting, split_list in folds.items():
-        for name, make_model in models.items():
-            if name in ("EEGNet", "ShallowFBCSPNet") and setting not in braindecode_settings:
-                continue
-            results = []
-            for train, test in split_list:
-                top1, top5, fit_time, model = _fit_score(make_model, epochs, train, test,
-                                                         labels, calibrate=setting == "loso")
-                results.append((top1, top5, fit_time))
-                if name == "SynapseEncoder+LR":
-                    retrieval.setdefault(setting, []).append(
-                        _retrieval(model[0], epochs, test, md, clip))
-            top1, top5, fit_time = np.mean(results, axis=0)
-            top1_by[setting, name] = top1
-            # Shuffled-label control: the classifier (last step) refitted on permuted
-            # labels over the features of the last fold's fitted model.
-            train, test = split_list[-1]
-            X_train, X_test = epochs[train], epochs[test]
-            if not isinstance(model[0], SynapseEncoder):
-                X_train, X_test = X_train.get_data(), X_test.get_data()
-            shuffled = np.random.default_rng(0).permutation(labels[train])
-            if name in ("EEGNet", "ShallowFBCSPNet"):  # end to end: refit it all
-                control_model = clone(model).fit(X_train, shuffled)
-                control = control_model.score(X_test, labels[test])
-            else:
-                head = clone(model[-1]).fit(model[:-1].transform(X_train), shuffled)
-                control = head.score(model[:-1].transform(X_test), labels[test])
-            print(f"| {setting} | {name} | {top1:.3f} | {top5:.3f} | {1 / n_classes:.3f} "
-                  f"| {control:.3f} | {fit_time:.1f} |", flush=True)
-
-    print("\n| setting | SynapseEncoder error | best peer (error) | ratio | target |")
-    print("|---|---|---|---|---|")
-    for setting in folds:
-        ours = 1 - top1_by[setting, "SynapseEncoder+LR"]
-        peers = {n: 1 - a for (s, n), a in top1_by.items()
-                 if s == setting and not n.startswith("SynapseEncoder")}
-        best = min(peers, key=peers.get)
-        target = ("error <= 0.75 x best peer's" if setting != "loso" else "beats every peer")
-        met = ours <= 0.75 * peers[best] if setting != "loso" else ours < peers[best]
-        print(f"| {setting} | {ours:.3f} | {best} ({peers[best]:.3f}) | "
-              f"{ours / peers[best]:.2f} | {target}: {'met' if met else 'NOT met'} |")
-
-    if synthetic is not None:
-        print("\nLR reference at this training size: the same folds decoded by a logistic "
-              "regression from the simulation's source amplitudes (not a bound).\n")
-        print("| setting | LR reference top-1 | SynapseEncoder+LR | best peer | the target needs |")
-        print("|---|---|---|---|---|")
-        for setting, split_list in folds.items():
-            ceiling = np.mean([synthetic.source_lr_reference(train, test)
-                               for train, test in split_list])
-            peers = {n: a for (s, n), a in top1_by.items()
-                     if s == setting and not n.startswith("SynapseEncoder")}
-            best = max(peers.values())
-            needs = f"> {best:.3f}" if setting == "loso" else f">= {1 - 0.75 * (1 - best):.3f}"
-            print(f"| {setting} | {ceiling:.3f} | {top1_by[setting, 'SynapseEncoder+LR']:.3f} "
-                  f"| {best:.3f} | {needs} |")
-
-    print("\n| setting | EEG -> image retrieval top-1 | top-5 | chance top-1 |")
-    print("|---|---|---|---|")
-    for setting, values in retrieval.items():
-        top1, top5, chance = np.mean(values, axis=0)
-        print(f"| {setting} | {top1:.3f} | {top5:.3f} | {chance:.3f} |")
-
+    first = load_world(worlds[0], seeds[0]).epochs.metadata
+    fit_seconds = sum(r["fit_time"] for runs in (*results.values(), *controls.values())
+                      for r in runs)
+    print("# Stage 1 benchmark on simulated worlds\n")
+    print(f"Worlds: {', '.join(worlds)} (`make_synthetic` defaults: {len(first)} epochs, "
+          f"{first.subject.nunique()} subjects, {first.label.nunique()} classes, "
+          f"{first.image_id.nunique()} images), data and model seeds {seeds}; settings: "
+          f"{', '.join(settings)} (loso: subject `seed % n_subjects` left out). SynapseEncoder "
+          f"{encoder_epochs} epochs; braindecode nets: AdamW, batch 64, cosine schedule over "
+          f"{net_epochs} epochs stopped at the epoch chosen on validation, lr "
+          f"{AUTHOR_LR['EEGNet']:g} (EEGNet, at 128 Hz) and {AUTHOR_LR['ShallowFBCSPNet']:g} "
+          "(ShallowFBCSPNet, at 250 Hz). Alignment `EA`: the encoder's per-subject Euclidean "
+          "alignment, given to every model; `none`: per-channel standardisation only. "
+          f"Sum of the fit times: {fit_seconds:.0f} s (this invocation: "
+          f"{time.perf_counter() - start:.0f} s).\n")
+    report(worlds, settings, chosen, results, controls, references)
     for preset, what in (("hybrid", "ours at full size"), ("paper", "the authors' network")):
         full = build_autoencoder(preset, n_chans=128, n_times=440)
         print(f"\npreset {preset!r} ({what}, 128 x 440 -> 77 x 1024): "

@@ -67,8 +67,8 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
         in units of the per-channel standardised signal (0 disables it).
     augment_shift : int
         Largest circular shift of training batches along time, in samples
-        (0 disables it). Not in the paper: on the synthetic benchmark these
-        two raise held-out decoding from 0.45 to 0.57.
+        (0 disables it). Not in the paper; ``benchmarks/bench_encoder.py``
+        chooses both on or both off on validation images.
     alignment : ``'euclidean'`` | None
         Input layer that makes subjects alike: each subject's epochs are
         multiplied by the inverse square root of that subject's mean spatial

@@ -1,4 +1,5 @@
-"""The simulated cortex of the synthetic data set: lead fields, background, induced oscillations."""
+"""The simulated cortex of the synthetic data set: lead fields, background noise,
+induced oscillations."""
 
 import numpy as np
 

@@ -1,0 +1,94 @@
+"""The benchmarks' protocol and models: folds, the shared preprocessing, stored results."""
+
+import numpy as np
+import pytest
+
+from benchmarks import _peers, _protocol
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_folds_are_image_disjoint_and_loso_leaves_one_subject_out(small_synthetic, seed):
+    md = small_synthetic.epochs.metadata
+    train, test = _protocol.folds(md, "multi", seed)
+    assert not set(md.image_id.iloc[train]) & set(md.image_id.iloc[test])
+    assert len(train) + len(test) == len(md)
+    train, test = _protocol.folds(md, "loso", seed)
+    left_out = sorted(md.subject.unique())[seed % md.subject.nunique()]
+    assert set(md.subject.iloc[test]) == {left_out}
+    assert left_out not in set(md.subject.iloc[train])
+    assert not set(md.image_id.iloc[train]) & set(md.image_id.iloc[test])
+    with pytest.raises(ValueError, match="setting"):
+        _protocol.folds(md, "within", seed)
+
+
+def test_shared_front_is_the_encoders_alignment(small_synthetic):
+    """Without shrinkage each subject's aligned training EEG has an identity mean covariance."""
+    from mne_synapse._alignment import mean_covariance
+
+    epochs = small_synthetic.epochs
+    subjects = epochs.metadata.subject.to_numpy()
+    front = _peers.SharedFront("euclidean", shrinkage=0.0).fit(epochs)
+    raw = front._aligned(epochs)
+    for subject in np.unique(subjects):
+        cov = mean_covariance(raw[subjects == subject])
+        np.testing.assert_allclose(cov, np.eye(len(cov)), atol=1e-3)
+    x = front.transform(epochs)
+    assert x.dtype == np.float32 and x.shape == (len(epochs), 128, 64)
+    np.testing.assert_allclose(x.mean(axis=(0, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(axis=(0, 2)), 1, atol=1e-3)
+    plain = _peers.SharedFront(None).fit(epochs).transform(epochs)
+    assert not np.allclose(plain, x)
+    # A subject not seen in fit: the subject-agnostic whitener until calibrated.
+    first = (subjects == subjects[0])
+    front = _peers.SharedFront("euclidean", shrinkage=0.0).fit(epochs[first])
+    other = epochs[~first]
+    cov = mean_covariance(front._aligned(other))
+    assert not np.allclose(cov, np.eye(len(cov)), atol=1e-2)
+    cov = mean_covariance(front.calibrate(other)._aligned(other))
+    np.testing.assert_allclose(cov, np.eye(len(cov)), atol=1e-3)
+    # ShallowFBCSPNet's 250 Hz from the 128 Hz of this data set: 64 -> 125 samples.
+    assert _peers.SharedFront(None, sfreq=250.0).fit(epochs).transform(epochs).shape[-1] == 125
+
+
+@pytest.mark.parametrize("name", _peers.MODELS)
+def test_every_model_fits_and_predicts_from_epochs(small_synthetic, name):
+    epochs = small_synthetic.epochs
+    y = epochs.metadata.label.to_numpy()
+    params = dict(SynapseEncoder=dict(augment=True, C=1.0), EEGNet=dict(n_epochs=1),
+                  ShallowFBCSPNet=dict(n_epochs=1), linear=dict(C=0.01))
+    params["Xdawn+TS+LR"] = dict(nfilter=2, C=1.0)
+    model = _peers.make_model(name, "euclidean", params[name], seed=0, budget=1)
+    if name == "SynapseEncoder":
+        model[0].set_params(module_kwargs=dict(widths=(16, 32), n_heads=2))
+    proba = model.fit(epochs, y).predict_proba(epochs[:7])
+    assert proba.shape == (7, len(np.unique(y)))
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown model"):
+        _peers.make_model("Deep4Net", None, {}, 0, 1)
+
+
+def test_store_resumes_without_recomputing(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return dict(top1=[1, 0], image=["a", "b"])
+
+    store = _protocol.Store(tmp_path)
+    key = dict(step="fit", seed=0)
+    assert store.get(key, compute) == store.get(key, compute) == compute()
+    assert len(calls) == 2  # the second get read the file
+    assert _protocol.Store(None).get(key, compute) and len(calls) == 3
+
+
+def test_hits_intervals_and_paired_differences():
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])
+    hits = _protocol.top_k_hits(scores, np.array([0, 2, 0]))
+    assert hits["top1"] == [1, 0, 0] and hits["top5"] == [1, 1, 1]
+    ours = [dict(top1=[1, 1, 0, 0], image=["a", "a", "b", "b"])]
+    theirs = [dict(top1=[0, 0, 0, 0], image=["a", "a", "b", "b"])]
+    mean, low, high = _protocol.paired_difference(ours, theirs)
+    assert mean == pytest.approx(0.5) and low == pytest.approx(0.0) and high == 1.0
+    assert _protocol.interval(ours)[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same test epochs"):
+        _protocol.paired_difference(ours, [dict(top1=[0, 0, 0, 0], image=["c"] * 4)])
