@@ -16,7 +16,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from . import bench_encoder, bench_full_size, bench_generator, bench_memory, bench_zero_shot
+from . import bench_encoder, bench_generator, bench_memory, bench_zero_shot
+from ._results import read_standalone, write_section
 
 
 def main():
@@ -60,11 +61,11 @@ def main():
     header = (f"# Benchmark results\n\nMade by `{command}` on {date.today()}; machine: "
               f"{machine}. Each section's heading gives the seconds it took (the run that "
               "finished it, when resumed from --cache-dir).\n\n")
-    # The full-size section comes from its own (25-minute) benchmark: kept as it is.
-    full_size = bench_full_size.read_section(args.output)
+    # Sections from standalone (longer) commands are kept as they are.
+    standalone = read_standalone(args.output)
     Path(args.output).write_text(header + "\n".join(sections[name] for name in benches))
-    if full_size is not None:
-        bench_full_size.write_section(args.output, full_size)
+    for heading, section in standalone.items():
+        write_section(args.output, heading, section)
     print(f"wrote {args.output}")
 
 

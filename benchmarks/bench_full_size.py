@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/bench_full_s
 import numpy as np  # noqa: E402
 
 from benchmarks import _full_size as fs  # noqa: E402
+from benchmarks._results import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Full size"
@@ -164,33 +165,6 @@ def table(results):
     return "\n".join(lines)
 
 
-def _section_span(text):
-    start = text.find(SECTION)
-    if start < 0:
-        return None
-    end = text.find("\n## ", start + len(SECTION))
-    return start, len(text) if end < 0 else end + 1
-
-
-def read_section(path):
-    """The "Full size" section of ``path``, or None (``python -m benchmarks`` keeps it)."""
-    text = Path(path).read_text() if Path(path).is_file() else ""
-    span = _section_span(text)
-    return None if span is None else text[span[0]:span[1]]
-
-
-def write_section(path, section):
-    """Replace (or add at the end) the "Full size" section of ``path``."""
-    path = Path(path)
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    span = _section_span(text)
-    if span is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = text[:span[0]] + section.rstrip("\n") + "\n\n" + text[span[1]:]
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="DDIM 5 steps instead of 25")
@@ -224,7 +198,7 @@ def main(argv=None):
                "On a GPU see `benchmarks/gpu_check.py`.\n\n" + text + "\n")
     print(section)
     if args.results:
-        write_section(args.results, section)
+        write_section(args.results, SECTION, section)
         print(f"wrote the '{SECTION[3:]}' section of {args.results}")
     return 0
 

@@ -80,14 +80,18 @@ def test_every_tensor_lands_and_it_generates(encoder, base, small_synthetic, tmp
     # Their layout as the issue names it.
     assert "down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k_ip.weight" \
         in files["unet"]
-    gen = EEGImageGenerator.from_official(root, encoder, base_model=base)
+    # The paper's 512 px belong to SD 2.1; the tiny base samples at its own size.
+    gen = EEGImageGenerator.from_official(root, encoder, base_model=base, resolution=None)
     _assert_in_place(gen, files["unet"], files["ip_adaption"])
     # The authors' Stage-2 configuration; the recipe is theirs (108.05 M on SD 2.1).
     assert (gen.unconditional_context, gen.guidance_scale, gen.n_adapt_tokens) == (
         "zero_latent", 7.5, 4)
+    # Without an override it samples at their img_size.
+    assert EEGImageGenerator.from_official(root, encoder, base_model=base).image_size_ == 512
     trained = {n for n, p in gen.unet_.named_parameters() if p.requires_grad}
     assert trained == {k for k in files["unet"] if any(t in k for t in TRAINED)}
-    ema = EEGImageGenerator.from_official(root, encoder, base_model=base, use_ema=True)
+    ema = EEGImageGenerator.from_official(root, encoder, base_model=base, use_ema=True,
+                                          resolution=None)
     _assert_in_place(ema, files["ema_unet"], files["ip_adaption"])
 
     epochs = small_synthetic.epochs[:2]
