@@ -183,6 +183,8 @@ def main(argv=None):
     import torch
 
     start, load = time.perf_counter(), os.getloadavg()[0]
+    if args.workdir:  # a folder of the user's choice, made if missing
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         results = {name: run_stage(name, workdir, args) for name in STAGES}
     text = table(results)
