@@ -92,3 +92,30 @@ def test_hits_intervals_and_paired_differences():
     assert _protocol.interval(ours)[0] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same test epochs"):
         _protocol.paired_difference(ours, [dict(top1=[0, 0, 0, 0], image=["c"] * 4)])
+
+
+def test_authors_parameter_table_adds_up():
+    """Each total is the sum of the parts above it; the recipe is count_recipe's."""
+    from diffusers import UNet2DConditionModel
+
+    from benchmarks.bench_stage2_options import authors_parameter_table, parameter_text
+    from mne_synapse.models import count_recipe, install_eeg_processors
+
+    config = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=8,
+                  cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    rows = authors_parameter_table(config)
+    counts = list(dict(rows).values())
+    unet = UNet2DConditionModel.from_config(config)
+    install_eeg_processors(unet)
+    assert counts[0] == sum(p.numel() for p in UNet2DConditionModel.from_config(
+        config).parameters())
+    assert counts[1] == count_recipe(unet, "paper")
+    assert counts[2] == 32 * 4 * 32 + 4 * 32 + 2 * 32  # Linear(32, 4 x 32) + LayerNorm(32)
+    recipe, adapter, stage2, encoder, with_encoder, decoder, everything = counts[1:]
+    assert stage2 == recipe + adapter
+    assert (encoder, decoder) == (27_590_878, 49_459_914 - 27_590_878)  # their network
+    assert with_encoder == stage2 + encoder and everything == with_encoder + decoder
+    text = parameter_text(rows)
+    assert "152.69" in text and f"{stage2:,}" in text
