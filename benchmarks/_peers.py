@@ -137,6 +137,7 @@ def make_model(name, alignment, params, seed, budget):
     params : dict
         Hyper-parameters chosen on validation (see ``GRIDS``; braindecode nets:
         ``n_epochs``, the run's length, and ``budget``, the schedule's).
+        SynapseEncoder also takes ``encoder``, a dict of its other parameters.
     seed : int
         Seed of the model (weights, batches, dropout).
     budget : int
@@ -151,9 +152,10 @@ def make_model(name, alignment, params, seed, budget):
 
         augment = dict(augment_noise=0.5, augment_shift=4) if params["augment"] else dict(
             augment_noise=0.0, augment_shift=0)
+        # ``encoder``: other SynapseEncoder parameters (bench_architectures' networks).
         return make_pipeline(
             SynapseEncoder(max_epochs=budget, alignment=alignment, random_state=seed,
-                           verbose=False, **augment),
+                           verbose=False, **augment, **params.get("encoder", {})),
             LogisticRegression(C=params["C"], max_iter=2000))
     if name in ("EEGNet", "ShallowFBCSPNet"):
         import torch

@@ -79,8 +79,10 @@ class Store:
         return value
 
 
-def select(data, name, alignment, seed, budget):
+def select(data, name, alignment, seed, budget, grid=None):
     """Hyper-parameters of one model chosen on the validation images.
+
+    ``grid``: the candidates (default ``GRIDS[name]``).
 
     Returns
     -------
@@ -98,10 +100,12 @@ def select(data, name, alignment, seed, budget):
         return dict(params=dict(n_epochs=best + 1), score=float(curve[best]),
                     curve=[round(float(v), 4) for v in curve])
     y_train, y_val = train.metadata.label.to_numpy(), val.metadata.label.to_numpy()
+    grid = GRIDS[name] if grid is None else grid
     scores, features = [], {}
-    for params in GRIDS[name]:
+    for params in grid:
         # Entries that differ only in the head's C share one fit of the rest.
-        rest = tuple(sorted((k, v) for k, v in params.items() if k != "C"))
+        rest = json.dumps({k: v for k, v in params.items() if k != "C"}, sort_keys=True,
+                          default=str)
         if rest not in features:
             model = make_model(name, alignment, params, seed, budget).fit(train, y_train)
             features[rest] = (model[:-1].transform(train), model[:-1].transform(val), model[-1])
@@ -111,7 +115,7 @@ def select(data, name, alignment, seed, budget):
         score = clone(head).set_params(C=params["C"]).fit(f_train, y_train).score(f_val, y_val)
         scores.append(score)
     best = int(np.argmax(scores))
-    return dict(params=GRIDS[name][best], score=float(scores[best]), curve=None)
+    return dict(params=grid[best], score=float(scores[best]), curve=None)
 
 
 def fit_and_score(data, name, alignment, params, train, test, seed, budget, shuffled=False):

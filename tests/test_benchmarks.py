@@ -119,3 +119,40 @@ def test_authors_parameter_table_adds_up():
     assert with_encoder == stage2 + encoder and everything == with_encoder + decoder
     text = parameter_text(rows)
     assert "152.69" in text and f"{stage2:,}" in text
+
+
+def test_architecture_rows_build_the_networks_they_name(small_synthetic):
+    """bench_architectures: each row's network, its encoder size, and what fit builds."""
+    import torch
+
+    from benchmarks import bench_architectures as arch
+    from benchmarks._results import STANDALONE
+    from mne_synapse.models import OfficialAutoencoder, SynapseAutoencoder
+
+    assert arch.HEADING in STANDALONE  # python -m benchmarks keeps the section
+
+    rows = arch.networks(128, 128)  # the benchmark worlds' 128 channels x 128 samples
+    expected = {"ours (tiny, default)": (SynapseAutoencoder, 151_888),
+                "ours, 5 levels": (SynapseAutoencoder, 285_921),
+                "authors' (5 levels)": (OfficialAutoencoder, 274_836),
+                "authors' + their targets": (OfficialAutoencoder, 274_836)}
+    assert list(rows) == list(expected) and rows["ours (tiny, default)"] == {}
+    for row, (cls, n_encoder) in expected.items():
+        module = arch.build(rows[row], 128, 128).eval()
+        assert type(module) is cls and arch.encoder_parameters(module) == n_encoder
+        with torch.no_grad():
+            z, x_hat = module(torch.randn(2, 128, 128))
+        assert z.shape == (2, 24, 64) and x_hat.shape == (2, 128, 128)
+    theirs = rows["authors' + their targets"]
+    assert theirs["text_layer"] == "last" and theirs["cosine_axis"] == "tokens"
+    assert not theirs["learn_temperature"] and theirs["recon_weight"] == 0.5
+    # A fit builds the same network: the authors' row on this data's 128 x 64 epochs.
+    epochs = small_synthetic.epochs
+    params = arch.networks(128, 64)["authors' + their targets"]
+    model = _peers.make_model("SynapseEncoder", "euclidean",
+                              dict(augment=True, C=1.0, encoder=params), seed=0, budget=1)
+    model.fit(epochs, epochs.metadata.label.to_numpy())
+    fitted = model[0].net_.module_
+    assert type(fitted) is OfficialAutoencoder and model[0].text_layer == "last"
+    assert arch.encoder_parameters(fitted) == arch.encoder_parameters(
+        arch.build(params, 128, 64))
