@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks import _full_size as fs
 from mne_synapse import EEGImageGenerator, SynapseEncoder
+from mne_synapse.models._checks import count_parameters
 
 pytestmark = pytest.mark.full_size
 
@@ -81,6 +82,10 @@ def encoder_folder(world):
 def test_stage1_paper_encoder(world, encoder_folder):
     encoder = world["encoder"]
     assert (encoder.n_chans_, encoder.n_times_) == (fs.N_CHANS, fs.N_TIMES)
+    # The authors' released sizes (their encoder file; their whole autoencoder).
+    autoencoder = encoder.net_.module_
+    assert count_parameters(autoencoder.Encoder) == 27_590_878
+    assert count_parameters(autoencoder) == 49_459_914
     assert len(world["train"]) == 4 and len(encoder.history_) == 2  # 2 steps per epoch
     assert np.isfinite(encoder.history_[:, "train_loss"]).all()
     z = encoder.latent(world["test"])
