@@ -26,7 +26,12 @@ def main():
     parser.add_argument("--output", default=str(Path(__file__).parent / "RESULTS.md"))
     parser.add_argument("--cache-dir", default=None,
                         help="keep finished sections and fits here (resume a run)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="run nothing: write the sections --cache-dir has finished and "
+                             "say which are still to run")
     args = parser.parse_args()
+    if args.finished_only and not args.cache_dir:
+        parser.error("--finished-only needs --cache-dir (where a run keeps its sections)")
 
     import torch
 
@@ -43,6 +48,10 @@ def main():
         done = Path(args.cache_dir or ".", f"section-{name}-{'full' if args.full else 'quick'}.md")
         if args.cache_dir and done.exists():
             sections[name] = done.read_text()
+            continue
+        if args.finished_only:
+            sections[name] = (f"## {name}\n\nNot run yet: `python -m benchmarks` has not "
+                              "finished this section; run it to fill it in.\n")
             continue
         start = time.perf_counter()
         out = io.StringIO()
@@ -61,6 +70,10 @@ def main():
     header = (f"# Benchmark results\n\nMade by `{command}` on {date.today()}; machine: "
               f"{machine}. Each section's heading gives the seconds it took (the run that "
               "finished it, when resumed from --cache-dir).\n\n")
+    missing = [name for name in benches if sections[name].startswith(f"## {name}\n\nNot run")]
+    if missing:
+        header += (f"**Unfinished:** {', '.join(missing)} still to run (`{command} --cache-dir "
+                   "DIR` resumes an interrupted run).\n\n")
     # Sections from standalone (longer) commands are kept as they are.
     standalone = read_standalone(args.output)
     Path(args.output).write_text(header + "\n".join(sections[name] for name in benches))

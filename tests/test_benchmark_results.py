@@ -20,3 +20,22 @@ def test_sections_are_replaced_in_place_and_kept(tmp_path):
     assert read_section(path, STANDALONE[0]) is None
     with pytest.raises(ValueError, match="must start with its heading"):
         write_section(path, full, "## Something else\n")
+
+
+def test_finished_only_writes_what_a_run_finished(tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks.__main__ import main
+
+    cache, out = tmp_path / "cache", tmp_path / "RESULTS.md"
+    cache.mkdir()
+    (cache / "section-bench_memory-quick.md").write_text("## bench_memory (1 s)\n\nmemory table\n")
+    full = STANDALONE[2]
+    write_section(out, full, f"{full}\n\nkept\n")
+    monkeypatch.setattr(sys, "argv", ["benchmarks", "--cache-dir", str(cache), "--output",
+                                      str(out), "--finished-only"])
+    main()
+    text = out.read_text()
+    assert "memory table" in text and "kept" in text
+    assert "**Unfinished:** bench_encoder, bench_zero_shot, bench_generator" in text
+    assert not list(cache.glob("section-bench_encoder*"))  # nothing was run
