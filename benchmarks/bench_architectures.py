@@ -189,11 +189,30 @@ def report(worlds, seeds, budget, chosen, results, controls, sizes, command):
                         f"{_ci(paired_difference(*pair, 'retrieval1'), True)}")
         lines += ["", f"At the same depth and size: {'; '.join(same)}.", "",
                   f"Verdict ({code}): {_verdict(diffs)} {len(diffs)} paired comparisons "
-                  "with the default (networks x scores), not corrected for multiplicity. "
-                  "The default stays `preset='tiny'` (a resolved difference is reported, "
-                  "not acted on here); "
-                  "`preset='paper'` is always the authors' network.", ""]
+                  "with the default (networks x scores), not corrected for multiplicity.", ""]
+    lines += [_default_rule(results, worlds, sizes, default), ""]
     return "\n".join(lines)
+
+
+def _default_rule(results, worlds, sizes, default):
+    """The default serves every world: decide on the difference pooled over worlds."""
+    pooled = {}
+    for row in (row for row in sizes if row != default):
+        ours = [r for code in worlds for r in results[code, row]]
+        base = [r for code in worlds for r in results[code, default]]
+        pooled[row] = {what: paired_difference(ours, base, key)
+                       for key, what in (("top1", "decoding"), ("retrieval1", "retrieval"))}
+    text = "; ".join(f"{row}: decoding {_ci(d['decoding'], True)}, retrieval "
+                     f"{_ci(d['retrieval'], True)}" for row, d in pooled.items())
+    ahead = [row for row, d in pooled.items()
+             if d["decoding"][1] > 0 and d["retrieval"][2] >= 0]
+    verdict = (f"{', '.join(ahead)} is resolved better: the default should change."
+               if ahead else f"none is resolved better, so the default stays {default} "
+               "(`preset='tiny'`); `preset='paper'` is always the authors' network.")
+    return (f"Defaults: the default must serve every world, so the choice rests on the paired "
+            f"difference pooled over the worlds ({', '.join(worlds)}; same seeds and test "
+            f"epochs): {text}. A network replaces the default only if its pooled decoding "
+            f"difference is resolved above 0 without a resolved loss in retrieval: {verdict}")
 
 
 def main(argv=None):
