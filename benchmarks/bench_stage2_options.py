@@ -1,4 +1,4 @@
-"""Stage 2 options: today's defaults against the authors' training and sampling (issue 15).
+"""Stage 2 options: today's defaults against the authors' training and sampling, and our levers.
 
 On the simulated ERP world (``make_synthetic(neural_code='erp')``), in the
 miniature world (tiny CLIP + tiny SD, their own small size, not 512 px),
@@ -19,7 +19,13 @@ Options (``mne_synapse.PAPER_STAGE2`` gives the authors' values): their
 unconditional context ``[0, f_adapt(0)]``, encoder dropout while finetuning,
 posterior sampling of VAE latents, EMA, their schedule (lr, warm-up, batch x
 accumulation, min-SNR gamma), all of their training options together, and
-their guidance scale (a sampling option: the same fits, sampled again).
+their guidance scale (a sampling option: the same fits, sampled again); our
+levers (``LEVERS``): the ``lean`` recipe and the adapter's token count.
+
+Each row is also read against what its encoder decodes (issue 20): the same
+encoder's decoding top-1 on the same test epochs (``LogisticRegression`` on
+``transform``), the row's trainable parameters, and the paired interval of
+generated top-1 minus 0.9 x decoding.
 
 ``--parameters`` prints the table that explains the authors' headline 152.69 M
 trainable parameters from their code (SD 2.1's U-Net built from the shipped
@@ -58,6 +64,12 @@ TRAINING = {
     "their schedule": ("lr", "warmup_steps", "batch_size", "grad_accumulation", "snr_gamma"),
 }
 ALL_TRAINING = "all of their training options"
+# Our own levers (issue 20): the lean recipe (about half the trainable weights)
+# and the adapter's token count.
+LEVERS = {
+    "recipe='lean'": {"recipe": "lean"},
+    "n_adapt_tokens=16": {"n_adapt_tokens": 16},
+}
 # Sampling options: the fits of the defaults and of all training options sampled
 # again with the authors' value (not the single options': time).
 SAMPLING = ("guidance_scale",)
@@ -70,6 +82,8 @@ def option_params(name):
 
     if name == "defaults":
         return {}
+    if name in LEVERS:
+        return dict(LEVERS[name])
     keys = (sum(TRAINING.values(), ()) if name == ALL_TRAINING else TRAINING[name])
     return {key: PAPER_STAGE2[key] for key in keys}
 
@@ -77,7 +91,7 @@ def option_params(name):
 def _label(name):
     """A single option by its value; a group of options by its name."""
     params = option_params(name)
-    if name == "defaults" or len(params) > 1:
+    if name == "defaults" or name in LEVERS or len(params) > 1:
         return name
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
@@ -118,10 +132,12 @@ def _fit_and_score(name, seed, args, encoders):
     out = dict(image=md.image_id.to_numpy()[test].tolist(), n_classes=n_classes,
                n=(len(train), len(test), len(np.unique(md.image_id.to_numpy()[test]))),
                fit_seconds=fit_seconds, generate_seconds=generate_seconds,
+               trainable=gen.n_trainable_params_,
                final_loss=float(np.mean(gen.loss_curve_[-20:])))
     out["sets"] = {key: _scores(images, stimuli, judge, reference, clip, n_classes)
                    for key, images in sets.items()}
-    if name == "defaults":  # chance and the shuffled-EEG control, once per seed
+    if name == "defaults":  # decoding, chance and the shuffled-EEG control, once per seed
+        out["decoding"] = _decoding(encoders[seed], epochs, train, test)
         out["chance"] = _paired(sets[""], stimuli[order], judge, reference[order], clip,
                                 n_classes)
         shuffled = gen.generate(epochs[test[order]], **kw)[:, 0]
@@ -129,6 +145,21 @@ def _fit_and_score(name, seed, args, encoders):
     print(f"[seed {seed}] {name}: fit {fit_seconds:.0f} s, generate {generate_seconds:.0f} s",
           file=sys.stderr, flush=True)
     return out
+
+
+def _decoding(encoder, epochs, train, test):
+    """Stage-1 decoding of the same encoder on the same test epochs: per-epoch hits.
+
+    The head is the demo's (``LogisticRegression`` on ``transform``, fitted on
+    the training epochs), so that the generated images' top-1 can be read
+    against what their encoder decodes.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = epochs.metadata.label.to_numpy()
+    clf = LogisticRegression(max_iter=2000).fit(encoder.transform(epochs[train]), labels[train])
+    predicted = clf.predict(encoder.transform(epochs[test]))
+    return {"top1": (predicted == labels[test]).astype(float).tolist()}
 
 
 def _rows(runs, names):
@@ -141,6 +172,30 @@ def _rows(runs, names):
             rows.append((label, [dict(r["sets"][key][0], image=r["image"]) for r in runs[name]],
                          [r["sets"][key][1] for r in runs[name]]))
     return rows
+
+
+def _against_decoding(runs, rows, headline, share=0.9):
+    """Each row's generated top-1 against the same encoders' decoding (issue 20's goal)."""
+    decoding = [dict(r["decoding"], image=r["image"]) for r in runs["defaults"]]
+    mean = interval(decoding)[0]
+    lines = ["", f"Stage-1 decoding of the same encoders on the same test epochs "
+             f"(LogisticRegression on `transform`, fitted on the training epochs): "
+             f"{_cell(*interval(decoding))}. Goal: generated {headline} >= {share} x decoding; "
+             f"the interval is the paired bootstrap of generated minus {share} x decoding over "
+             "the same test epochs (above 0: goal met).", "",
+             f"| Stage-2 options | trainable parameters | {headline} / decoding "
+             f"| generated - {share} x decoding [95% CI] | goal |", "|---|---|---|---|---|"]
+    trainable = {_label(name): [r["trainable"] for r in rs] for name, rs in runs.items()}
+    for label, paired, _ in rows:
+        gap = [dict(image=p["image"], gap=np.subtract(p[headline], np.multiply(share, d["top1"])))
+               for p, d in zip(paired, decoding)]
+        m, lo, hi = interval(gap, key="gap")
+        n = trainable.get(label.split(" + sampled")[0], [None])[0]
+        lines.append(f"| {label} | {'' if n is None else f'{n:,}'} "
+                     f"| {interval(paired, key=headline)[0] / mean:.2f} "
+                     f"| {m:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                     f"| {'met' if lo > 0 else 'not met' if hi < 0 else 'not resolved'} |")
+    return lines
 
 
 def _paper_value(key):
@@ -195,6 +250,7 @@ def report(runs, names, args):
         {"better": better, "worse": worse}.get(verdict, []).append(label)
         lines.append(f"| {label} | " + " | ".join(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                                                   for m, lo, hi in diffs) + f" | {verdict} |")
+    lines += _against_decoding(runs, rows, headline)
     groups = [name for name in names if len(option_params(name)) > 1]
     lines += [""] + [f"'{name}': " + ", ".join(f"{k}={v!r}" for k, v in
                                                option_params(name).items()) + "."
@@ -293,7 +349,8 @@ def parameter_text(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--options", default=",".join(["defaults", *TRAINING, ALL_TRAINING]),
+    parser.add_argument("--options",
+                        default=",".join(["defaults", *LEVERS, *TRAINING, ALL_TRAINING]),
                         help="comma-separated rows (defaults first)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300, help="finetuning optimiser steps")

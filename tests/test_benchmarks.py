@@ -156,3 +156,25 @@ def test_architecture_rows_build_the_networks_they_name(small_synthetic):
     assert type(fitted) is OfficialAutoencoder and model[0].text_layer == "last"
     assert arch.encoder_parameters(fitted) == arch.encoder_parameters(
         arch.build(params, 128, 64))
+
+
+def test_stage2_rows_are_read_against_the_same_encoders_decoding():
+    """Issue 20's goal row: generated top-1 minus 0.9 x decoding, paired per test epoch."""
+    from benchmarks.bench_stage2_options import _against_decoding, _rows, option_params
+
+    assert option_params("recipe='lean'") == {"recipe": "lean"}
+    assert option_params("defaults") == {}
+    image = ["a", "a", "b", "b", "c", "c"]
+
+    def run(hits, trainable):
+        return dict(image=image, trainable=trainable, decoding={"top1": [1, 1, 1, 1, 1, 0]},
+                    sets={key: ({"10-way top-1": hits}, {}) for key in ("", "guidance_scale")})
+
+    runs = {"defaults": [run([1, 1, 1, 1, 1, 0], 1000)],  # keeps all it decodes
+            "recipe='lean'": [run([0, 0, 0, 0, 0, 0], 400)]}  # keeps nothing
+    lines = _against_decoding(runs, _rows(runs, list(runs)), "10-way top-1")
+    # defaults, defaults resampled with their guidance, lean
+    defaults, lean = lines[-3].split(" | "), lines[-1].split(" | ")
+    assert defaults[1:3] == ["1,000", "1.00"] and defaults[-1].startswith("met")
+    assert lean[1:3] == ["400", "0.00"] and lean[-1].startswith("not met")
+    assert lean[3].startswith("-0.750")  # 0 - 0.9 x 5/6
