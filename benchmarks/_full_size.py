@@ -62,7 +62,7 @@ def write_sd21(folder, miniature=False, seed=0):
     """Write SD 2.1 (random weights) as a diffusers folder and return its path.
 
     The folder has ``unet/``, ``vae/`` and ``scheduler/``, as
-    ``huggingface-cli download stabilityai/stable-diffusion-2-1`` would give.
+    ``hf download stabilityai/stable-diffusion-2-1`` would give.
     """
     import torch
     from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline,

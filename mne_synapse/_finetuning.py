@@ -49,8 +49,8 @@ def load_base_model(base_model):
         raise FileNotFoundError(
             f"Could not load Stable Diffusion {base_model!r} ({type(err).__name__}: {err}). "
             "Offline machines need the weights on disk: on a machine with internet run "
-            f"`huggingface-cli download {base_model} --include 'unet/*' 'vae/*' "
-            "'scheduler/*'` (or `StableDiffusionPipeline.from_pretrained(...)"
+            f"`hf download {base_model} --include 'unet/*' --include 'vae/*' "
+            "--include 'scheduler/*'` (or `StableDiffusionPipeline.from_pretrained(...)"
             ".save_pretrained(FOLDER)`) and pass the folder as base_model."
         ) from err
     return vae, unet, scheduler, source

@@ -34,7 +34,7 @@ def _load(model, device):
         model = str(folder)
     elif folder.exists() or str(model).startswith((".", "/", "~")):
         raise FileNotFoundError(f"The captioning model folder {str(model)!r} does not exist.")
-    advice = (f"Download it once with `huggingface-cli download {model} --local-dir "
+    advice = (f"Download it once with `hf download {model} --local-dir "
               f"<folder>` and pass model='<folder>'")
     previous = transformers.logging.get_verbosity()
     bars = transformers.logging.is_progress_bar_enabled()

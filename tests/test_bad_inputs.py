@@ -304,7 +304,7 @@ CASES = [
      ValueError, "Fit the encoder with the CLIP model of this Stable Diffusion"),
     ("base-model-not-found-offline", lambda c, t: EEGImageGenerator(
         encoder=c.encoder, base_model=str(t / "no-sd"), max_steps=1).fit(c.epochs[:4]),
-     FileNotFoundError, r"huggingface-cli download .* and pass the folder as base_model"),
+     FileNotFoundError, r"hf download .* and pass the folder as base_model"),
     ("generator-recipe", lambda c, t: EEGImageGenerator(encoder=c.encoder, recipe="all").fit(
         c.epochs[:4]), ValueError, r"recipe must be one of \["),
     ("generator-image-count", lambda c, t: EEGImageGenerator(

@@ -112,7 +112,7 @@ def test_offline_without_weights(caplog, monkeypatch, tmp_path):
     monkeypatch.setenv("MNE_SYNAPSE_CACHE", str(tmp_path))
     caplog.set_level(logging.DEBUG)
     start = time.perf_counter()
-    with pytest.raises(OSError, match="huggingface-cli download Salesforce/blip2-flan-t5-xl "
+    with pytest.raises(OSError, match="hf download Salesforce/blip2-flan-t5-xl "
                                       "--local-dir"):
         caption_images(_images(1))
     assert time.perf_counter() - start < 10

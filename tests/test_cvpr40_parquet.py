@@ -216,7 +216,7 @@ def test_bad_inputs(tmp_path):
         assert not list(cache.glob("*.npy")) and not list(cache.glob(".*"))
 
     (tmp_path / "empty" / "data").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="No parquet shards.*huggingface-cli download "
+    with pytest.raises(FileNotFoundError, match="No parquet shards.*hf download "
                                                 "luigi-s/EEG_Image_CVPR_ALL_subj"):
         load_cvpr40_parquet(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -112,7 +112,7 @@ def test_bad_inputs(fitted, encoder, small_synthetic):
 
 
 def test_missing_base_model_fails_fast(encoder, small_synthetic, tmp_path):
-    with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match="hf download"):
         EEGImageGenerator(encoder=encoder, base_model=str(tmp_path / "no-sd"),
                           max_steps=1).fit(small_synthetic.epochs[:4])
 

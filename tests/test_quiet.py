@@ -88,7 +88,7 @@ def test_our_offline_error_comes_first(capfd):
     out, err = capfd.readouterr()
     assert "ERROR" not in out + err and "Failed to download" not in out + err
     assert root.handlers == handlers  # no handler installed behind the user's back
-    with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match="hf download"):
         from mne_synapse._finetuning import load_base_model
 
         load_base_model("stabilityai/stable-diffusion-2-1")

@@ -24,7 +24,7 @@ from .cvpr40 import make_epochs, report_leaks
 from .splits import authors_split
 
 _REPO = "luigi-s/EEG_Image_CVPR_ALL_subj"
-_DOWNLOAD = (f"huggingface-cli download {_REPO} --repo-type dataset "
+_DOWNLOAD = (f"hf download {_REPO} --repo-type dataset "
              "--local-dir cvpr40_hub")
 _SHARD = re.compile(r"(?P<split>[a-z]+)(?:[-_.].*)?\.parquet", re.IGNORECASE)
 _SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "val",
@@ -216,7 +216,7 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
 
     Examples
     --------
-    In a shell: ``huggingface-cli download luigi-s/EEG_Image_CVPR_ALL_subj
+    In a shell: ``hf download luigi-s/EEG_Image_CVPR_ALL_subj
     --repo-type dataset --local-dir cvpr40_hub``, then
 
     >>> epochs = load_cvpr40_parquet("cvpr40_hub")  # doctest: +SKIP
