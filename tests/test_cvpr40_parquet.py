@@ -3,6 +3,7 @@
 import hashlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from mne_synapse.datasets import (  # noqa: E402
     CVPR40_CLASS_NAMES, audit_splits, authors_split, class_caption, cvpr40_class_name,
-    load_cvpr40_parquet)
+    image_split, load_cvpr40_parquet)
 from mne_synapse.datasets import cvpr40_parquet  # noqa: E402
 
 WNIDS = ["n02690373", "n03590841", "n02510455", "n02504458"]  # airliner, ...
@@ -174,7 +175,7 @@ def test_audit(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="mne")
     # The twice-stored trial brings its image (1, 0) into the test split too.
     with pytest.warns(RuntimeWarning, match=r"2 image\(s\), 1 trial\(s\) appear in more"):
-        epochs = load_cvpr40_parquet(folder, verbose="info")
+        epochs = load_cvpr40_parquet(folder, split="release", verbose="info")
     assert "Split audit: 2 image(s) in more than one split (train/test)" in caplog.text
     leaks = audit_splits(epochs)
     images = leaks[leaks["kind"] == "image"]
@@ -205,6 +206,62 @@ def test_authors_split(tmp_path):
     assert authors.metadata["split"].tolist() == authors_split(
         release.metadata["label"], 3).tolist()
     assert not audit_splits(authors).empty  # not image-disjoint
+
+
+def test_image_split_is_the_default(tmp_path, caplog):
+    """Default split: the release's when image-disjoint, else a re-split by image."""
+    caplog.set_level(logging.INFO, logger="mne")
+    clean_folder = _clean(tmp_path / "clean")
+    release = load_cvpr40_parquet(clean_folder, split="release")
+    clean = load_cvpr40_parquet(clean_folder, verbose="info")
+    assert clean.metadata.equals(release.metadata)
+    assert "the release's splits are image-disjoint; kept" in caplog.text
+    # A release that shares images between its shards: 4 classes x 10 images.
+    images = [(c, k) for c in range(4) for k in range(10)]
+    shards = {"train-00000-of-00001.parquet": _rows(images[:36]),
+              "validation-00000-of-00001.parquet": _rows(images[36:], seed=1),
+              "test-00000-of-00001.parquet": _rows([(0, 0), (1, 1), (3, 9)], seed=2)}
+    folder = _write(tmp_path / "leaky", shards)
+    caplog.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the re-split leaks nothing: no warning
+        default = load_cvpr40_parquet(folder, random_state=4, verbose="info")
+    assert ("the release's splits share 3 stimulus image(s) (train/test, val/test); "
+            "re-split instead") in caplog.text
+    md = default.metadata
+    assert audit_splits(default).query("kind == 'image'").empty
+    assert set(md["split"]) == {"train", "val", "test"}
+    for label in range(4):  # 80/10/10 of each class's 10 images (3 trials each, or 6)
+        per_image = md[md["label"] == label].groupby("image_path")["split"].agg(set)
+        assert (per_image.map(len) == 1).all()
+        assert per_image.map(min).value_counts().to_dict() == {"train": 8, "val": 1,
+                                                               "test": 1}
+    digests = md["image_path"].map(lambda p: Path(p).stem)
+    assert md["split"].tolist() == image_split(md["label"], digests, 4).tolist()
+    again = load_cvpr40_parquet(folder, random_state=4, lazy=True)[1]
+    assert again["split"].tolist() == md["split"].tolist()  # seeded, lazy or not
+    assert load_cvpr40_parquet(folder, random_state=5).metadata["split"].tolist() != (
+        md["split"].tolist())
+    with pytest.warns(RuntimeWarning, match=r"3 image\(s\) appear in more than one split"):
+        assert not audit_splits(load_cvpr40_parquet(folder, split="release")).empty
+
+
+def test_image_split():
+    labels = np.repeat([0, 1], [150, 21])
+    images = np.concatenate([np.repeat(np.arange(50), 3), 100 + np.arange(21)])
+    split = image_split(labels, images, random_state=0)
+    for label, n_images, sizes in [(0, 50, [40, 5, 5]), (1, 21, [17, 2, 2])]:
+        keep = labels == label
+        first = {img: s for img, s in zip(images[keep], split[keep])}
+        assert len(first) == n_images
+        assert all(first[img] == s for img, s in zip(images[keep], split[keep]))
+        assert [sum(v == s for v in first.values()) for s in ("train", "val", "test")] == sizes
+    assert (image_split(labels, images, 0) == split).all()
+    assert (image_split(labels, images, 1) != split).any()
+    with pytest.raises(ValueError, match="shown in trials of several classes"):
+        image_split([0, 1], [7, 7])
+    with pytest.raises(ValueError, match="labels has 2 trials but images 3"):
+        image_split([0, 1], [1, 2, 3])
 
 
 def test_bad_inputs(tmp_path):

@@ -370,11 +370,12 @@ def make_epochs(data, metadata, wnids, sfreq, tmin):
                            event_id=event_id, metadata=metadata, verbose=False)
 
 
-def report_leaks(X, metadata, expected):
-    """Audit the splits; warn about leaks unless the split is known to leak."""
+def report_leaks(X, metadata, expected, leaks=None):
+    """Audit the splits (``leaks``: their audit, if done); warn unless known to leak."""
     if not metadata["split"].isin(_SPLITS).any():
         return
-    leaks = audit_splits(X, metadata)
+    if leaks is None:
+        leaks = audit_splits(X, metadata)
     if len(leaks) and not expected:
         kinds = ", ".join(f"{n} {k}(s)" for k, n in
                           leaks["kind"].value_counts().sort_index().items())

@@ -21,12 +21,13 @@ from mne.utils import _check_option, logger, verbose
 from ..utils import get_cache_dir
 from .class_names import class_caption, cvpr40_class_name, names_a_wnid
 from .cvpr40 import make_epochs, report_leaks
-from .splits import authors_split
+from .splits import audit_splits, authors_split, image_split
 
 _REPO = "luigi-s/EEG_Image_CVPR_ALL_subj"
 _DOWNLOAD = (f"hf download {_REPO} --repo-type dataset "
              "--local-dir cvpr40_hub")
 _SHARD = re.compile(r"(?P<split>[a-z]+)(?:[-_.].*)?\.parquet", re.IGNORECASE)
+_SPLIT_OPTIONS = ("image", "release", "authors")
 _SPLIT_NAMES = {"train": "train", "validation": "val", "valid": "val", "val": "val",
                 "test": "test"}
 _ORDER = ("train", "val", "test")
@@ -148,8 +149,29 @@ def _stimulus(content, fname, row, images_dir, staging, known):
     return known[digest]
 
 
+def _image_disjoint(X, metadata, random_state):
+    """Keep the release's splits if no stimulus is in two; else re-split by image.
+
+    Returns the audit of the splits kept, or None after a re-split.
+    """
+    leaks = audit_splits(X, metadata)
+    shared = leaks[leaks["kind"] == "image"]
+    if shared.empty:
+        logger.info("split='image': the release's splits are image-disjoint; kept.")
+        return leaks
+    # Images are grouped by content hash (their file name); sorting by it makes an
+    # image's split the same whichever subjects or shards are read.
+    digests = metadata["image_path"].map(lambda p: Path(p).stem)
+    metadata["split"] = image_split(metadata["label"], digests, random_state)
+    pairs = ", ".join(sorted({"/".join(s) for s in shared["splits"]}))
+    logger.info(f"split='image': the release's splits share {len(shared)} stimulus "
+                f"image(s) ({pairs}); re-split instead, image-disjoint: 80/10/10 of each "
+                f"class's images by content hash (random_state={random_state}).")
+    return None
+
+
 @verbose
-def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
+def load_cvpr40_parquet(path, subjects=None, split="image", random_state=0,
                         captions="auto", lazy=False, cache_dir=None, verbose=None):
     """Load CVPR40 from its parquet release on the Hugging Face hub.
 
@@ -162,18 +184,24 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
         ``test-...``).
     subjects : int | list of int | None
         Subjects to keep (1-6). None keeps all.
-    split : ``'release'`` | ``'authors'``
-        ``'release'`` keeps the shards' splits. ``'authors'`` re-splits all
-        kept trials at random 80/10/10 per class as the SYNAPSE authors did
+    split : ``'image'`` | ``'release'`` | ``'authors'``
+        ``'image'`` (default) is image-disjoint: the shards' splits if no
+        stimulus image (by content hash) is in two of them, else an
+        image-disjoint re-split of the kept trials, 80/10/10 of each class's
+        images (:func:`~mne_synapse.datasets.image_split`); the log says
+        which. ``'release'`` keeps the shards' splits as published, leaks and
+        all (warned). ``'authors'`` re-splits all kept trials at random
+        80/10/10 per class as the SYNAPSE authors did
         (:func:`~mne_synapse.datasets.authors_split`): **not image-disjoint**,
-        for comparison with published numbers only. Either way the splits are
+        for comparison with published numbers only. Every way the splits are
         audited for shared images and trials (see Returns).
     random_state : int | None
-        Seed of the ``'authors'`` split.
+        Seed of the ``'authors'`` split and of the ``'image'`` re-split.
     captions : ``'auto'`` | ``'release'`` | ``'class'``
         The ``caption`` column: the release's captions (``'release'``), the
         class caption such as ``'a photo of an airliner'`` (``'class'``), or
-        the release's unless it is empty or spells a wnid (``'auto'``).
+        the release's, replaced by the class caption where it is empty or
+        contains a wnid such as ``'n02690373'`` (``'auto'``).
     lazy : bool
         If True, the EEG is written once into the cache as a float ``.npy``
         (values as stored) and returned memory-mapped with the metadata; the
@@ -195,9 +223,9 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
         ``class_name``, ``image_id`` (the image's file name, without
         extension), ``image_index`` (order of first appearance),
         ``image_path`` (the stimulus written into the cache, named by the
-        SHA-256 of its bytes), ``split`` (from the shard names, or the
-        authors'), ``trial_index`` (row over all shards, in train,
-        validation, test order) and ``caption``. Images and trials found in
+        SHA-256 of its bytes), ``split`` (see ``split``), ``trial_index``
+        (row over all shards, in train, validation, test order) and
+        ``caption``. Images and trials found in
         more than one split are logged, with a warning unless
         ``split='authors'``. With ``lazy=True``, ``(data, metadata)``
         instead: ``data`` a read-only memory-mapped array (n_trials, 128,
@@ -224,7 +252,7 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
     import pandas as pd
     import pyarrow.parquet as pq
 
-    _check_option("split", split, ("release", "authors"))
+    _check_option("split", split, _SPLIT_OPTIONS)
     _check_option("captions", captions, ("auto", "release", "class"))
     shards = _shards(path)
     files = {f: pq.ParquetFile(f) for _, f in shards}
@@ -304,16 +332,18 @@ def load_cvpr40_parquet(path, subjects=None, split="release", random_state=0,
     elif captions == "auto":
         useless = metadata["caption"].map(lambda c: not c or names_a_wnid(str(c)))
         metadata.loc[useless, "caption"] = class_captions[useless]
-    if split == "authors":
-        metadata["split"] = authors_split(metadata["label"], random_state)
 
     logger.info(f"Read {n_keep} CVPR40 trials of subjects "
                 f"{sorted(set(metadata['subject']))} from {len(shards)} shard(s), "
                 f"{len(known)} stimulus images, {len(wnid_of)} classes.")
     if lazy:
         data = np.load(eeg_fname, mmap_mode="r")
-        report_leaks(data, metadata, split == "authors")
+    leaks = None
+    if split == "authors":
+        metadata["split"] = authors_split(metadata["label"], random_state)
+    elif split == "image":
+        leaks = _image_disjoint(data, metadata, random_state)
+    report_leaks(data, metadata, split == "authors", leaks)
+    if lazy:
         return data, metadata
-    epochs = make_epochs(data, metadata, wnid_of, 1000.0, 0.02)
-    report_leaks(epochs, metadata, split == "authors")
-    return epochs
+    return make_epochs(data, metadata, wnid_of, 1000.0, 0.02)

@@ -1,4 +1,4 @@
-"""CVPR40 splits: the SYNAPSE authors' random re-split, and an audit for leaks between splits.
+"""CVPR40 splits: an image-disjoint re-split, the SYNAPSE authors' random one, and a leak audit.
 
 Leaks are this data set's known problem: it was recorded in blocks of one class
 (see :ref:`block-design`), so a split that puts trials of the same image, or the
@@ -27,7 +27,8 @@ def authors_split(labels, random_state=0):
 
     It is **not image-disjoint**: the same image's trials (one per subject) land
     in training and test. Use it only to compare with published numbers that
-    were computed on it; the readers' default splits are image-disjoint.
+    were computed on it; the readers' default splits are image-disjoint
+    (:func:`image_split` divides the images of each class 80/10/10 instead).
 
     Parameters
     ----------
@@ -41,13 +42,63 @@ def authors_split(labels, random_state=0):
     split : ndarray of str, shape (n_trials,)
         ``'train'``, ``'val'`` or ``'test'`` for each trial.
     """
-    labels = np.asarray(labels)
+    return _per_class_split(np.asarray(labels), random_state, _notebook_sizes)
+
+
+def image_split(labels, images, random_state=0):
+    """An image-disjoint split: 80/10/10 of the images of each class, with all their trials.
+
+    The images of each class are shuffled as in :func:`authors_split`; the
+    first ``round(0.8 n)`` go to training, the next ``round(0.1 n)`` to
+    validation and the rest to test (without the notebook's float
+    truncation, which gives 40 / 4 / 6 of 50). Every trial goes where its
+    image goes, so no image is in two splits. With CVPR40's 50 images per
+    class that is 40 / 5 / 5 images of each class.
+
+    Parameters
+    ----------
+    labels : array-like of int | str, shape (n_trials,)
+        The class of each trial.
+    images : array-like, shape (n_trials,)
+        What identifies each trial's stimulus image, such as the content hash
+        of its file or ``image_index`` as the readers return it.
+    random_state : int | np.random.Generator | None
+        Seed of the shuffle (0 by default).
+
+    Returns
+    -------
+    split : ndarray of str, shape (n_trials,)
+        ``'train'``, ``'val'`` or ``'test'`` for each trial.
+    """
+    labels, images = np.asarray(labels), np.asarray(images)
+    if len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} trials but images {len(images)}.")
+    _, first, image_of_trial = np.unique(images, return_index=True, return_inverse=True)
+    image_labels = labels[first]
+    mixed = np.flatnonzero(image_labels[image_of_trial] != labels)
+    if len(mixed):
+        raise ValueError(f"The image of trial {mixed[0]} ({images[mixed[0]]!r}) is shown "
+                         "in trials of several classes; an image must have one class.")
+    split = _per_class_split(image_labels, random_state, _rounded_sizes)
+    return split[image_of_trial]
+
+
+def _notebook_sizes(n):
+    """Training and validation sizes of the authors' notebook, floats and all."""
+    return int(n * 0.8), int(n * (1 - 0.8) // 2)
+
+
+def _rounded_sizes(n):
+    return int(round(0.8 * n)), int(round(0.1 * n))
+
+
+def _per_class_split(labels, random_state, sizes):
+    """Shuffle the items of each class (seeded); train / val / test of ``sizes(n)``."""
     rng = np.random.default_rng(random_state)
     split = np.empty(len(labels), dtype=object)
     for label in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == label))
-        n_train = int(len(idx) * 0.8)
-        n_val = int(len(idx) * (1 - 0.8) // 2)  # the notebook's arithmetic, floats and all
+        n_train, n_val = sizes(len(idx))
         split[idx[:n_train]] = "train"
         split[idx[n_train:n_train + n_val]] = "val"
         split[idx[n_train + n_val:]] = "test"
