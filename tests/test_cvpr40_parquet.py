@@ -150,7 +150,7 @@ def test_class_names_and_captions(tmp_path):
     assert class_caption("giant panda") == "a photo of a giant panda"
     assert class_caption("n02690373") == "a photo of a n02690373"
     rows = _rows([(0, 0), (1, 0)])
-    rows[0]["caption"] = "a photo of a n02690373"  # spells a wnid: replaced
+    rows[0]["caption"] = "a photo of a n02690373"  # contains a wnid: replaced
     rows[1]["caption"] = ""
     rows[2]["caption"] = "an airliner on a runway"
     folder = _write(tmp_path / "hub", {"train-00000-of-00001.parquet": rows})

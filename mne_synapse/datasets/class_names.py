@@ -94,5 +94,5 @@ def class_caption(name):
 
 
 def names_a_wnid(caption):
-    """Whether a caption spells a wnid (``'a photo of a n02690373'``): no use to CLIP."""
+    """Whether a caption contains a wnid (as ``'a photo of a n02690373'``): no use to CLIP."""
     return bool(_WNID.search(caption))
