@@ -6,6 +6,7 @@ wherever it enters.
 
 import numpy as np
 
+from ._paper import INPUT_HINT
 from .utils import check_finite
 
 
@@ -344,8 +345,6 @@ def check_same_signal(data, info, fitted, name="X"):
 
 def check_paper_input(sizes, n_chans, n_times):
     """Raise, saying how to crop and which channels, unless the EEG fits the authors' network."""
-    from .models.official_autoencoder import INPUT_HINT  # lazy: torch
-
     if (n_chans, n_times) != (sizes["n_chans"], sizes["n_times"]):
         raise ValueError(
             f"preset='paper' is the authors' network for EEG of {sizes['n_chans']} "

@@ -5,6 +5,15 @@ one, ``EEGImageGenerator.paper()`` the Stage-2 one; ``mne-synapse ... --config
 paper`` uses both on the command line. ``doc/method.rst`` shows them as tables.
 """
 
+# The input of their released encoder (EEGEncoder_BLIP2_*.pth), and how to get there.
+N_ELECTRODES = 128
+N_SAMPLES = 440
+INPUT_HINT = (
+    f"the released encoder takes their {N_ELECTRODES} electrodes (the CVPR40 montage, in "
+    f"the order of their files) x {N_SAMPLES} samples, i.e. samples 20:460 (20-460 ms "
+    "after onset) at 1 kHz: load_cvpr40 crops so by default; crop other data with "
+    "epochs.crop(tmin=0.02, tmax=0.46, include_tmax=False) or X[:, :, 20:460]")
+
 # Stage 1: SynapseEncoder parameter -> (value, where their code sets it).
 STAGE1_SOURCES = {
     "preset": ("paper", "src/models/eeg_AE.py: eeg_AutoEncoder, sized by src/config/"

@@ -64,8 +64,8 @@ def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
     """
     import inspect
 
+    from ._paper import N_ELECTRODES, N_SAMPLES
     from .models import OfficialAutoencoder
-    from .models.official_autoencoder import N_ELECTRODES, N_SAMPLES
 
     user = dict(encoder.module_kwargs or {})
     if encoder.preset != "paper":

@@ -28,12 +28,13 @@ import numbers
 import torch
 from torch import nn
 
+# The input of their released encoder, and what to do with other EEG: shared with the
+# estimators' input checks, so they live in a module without torch.
+from .._paper import INPUT_HINT, N_ELECTRODES, N_SAMPLES
 from .eeg_module import EEGLatentModule
 from .official_blocks import (GROUPS, Pointwise, Stage, TokenLinear, TokenResample,
                               TransformerUnit, trunc_normal_embedding)
 
-N_ELECTRODES = 128
-N_SAMPLES = 440
 WIDTHS = (64, 128, 256, 512, 1024)
 N_TOKENS = 77
 EMBED_DIM = 1024
@@ -41,11 +42,6 @@ EMBED_DIM = 1024
 MLP_WIDTH = 1024
 # The linear down-sampling between levels divides the electrodes by this (their ``stride``).
 STRIDE = 4
-INPUT_HINT = (
-    f"the released encoder takes their {N_ELECTRODES} electrodes (the CVPR40 montage, in "
-    f"the order of their files) x {N_SAMPLES} samples, i.e. samples 20:460 (20-460 ms "
-    "after onset) at 1 kHz: load_cvpr40 crops so by default; crop other data with "
-    "epochs.crop(tmin=0.02, tmax=0.46, include_tmax=False) or X[:, :, 20:460]")
 
 
 def electrode_schedule(n_chans, n_levels):
