@@ -18,6 +18,8 @@ its subject, never on the other epochs passed with it:
 
 import numpy as np
 
+from . import _inputs
+
 _CHUNK = 64  # epochs read at a time (as channel_stats), so lazy data stays on disk
 
 
@@ -167,11 +169,34 @@ def align(data, keys, whiteners):
 
 
 class SubjectAlignment:
-    """The encoder's alignment layer: per-subject whiteners, fitted, calibrated and applied.
+    """The encoder's input layer: EEG checked against fit, aligned by subject, scaled.
 
-    A mixin of :class:`~mne_synapse.SynapseEncoder` (which gives
-    ``alignment``, ``alignment_shrinkage``, ``subject_column`` and ``_checked``).
+    Per-subject whiteners are fitted, calibrated and applied here. A mixin of
+    :class:`~mne_synapse.SynapseEncoder` (which gives ``alignment``,
+    ``alignment_shrinkage``, ``subject_column`` and the fitted signal).
     """
+
+    def _checked(self, X):
+        """EEG of ``X`` (read lazily) and its metadata, checked against fit."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "net_")
+        data, info, metadata = _inputs.get_data(X, lazy=True)
+        if self.preset == "paper":  # says how to crop, and which channels
+            _inputs.check_paper_input(self.module_kwargs_, *data.shape[1:])
+        _inputs.check_same_signal(data, info, dict(
+            n_chans=self.n_chans_, n_times=self.n_times_, sfreq=self.sfreq_,
+            ch_names=self.ch_names_))
+        _inputs.check_scale(_inputs.signal_rms(data), getattr(self, "signal_rms_", None))
+        return data, metadata
+
+    def _prepare(self, X, subjects=None):
+        """Checked and aligned EEG of ``X``, read lazily."""
+        return self._align(*self._checked(X), subjects)
+
+    def _scale(self, data):
+        """Per-channel standardisation learned in fit (after alignment)."""
+        return (data - self.scale_mean_) / self.scale_std_
 
     def _fit_alignment(self, data, metadata, subjects):
         """Learn the whiteners of fit; return ``data`` aligned."""

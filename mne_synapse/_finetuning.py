@@ -3,7 +3,9 @@
 :func:`load_base_model` finds the Stable Diffusion parts, :func:`prepare_unet`
 makes a U-Net read EEG (attention processors, trainable recipe) and
 :func:`finetune` runs the diffusion-loss loop of an
-:class:`~mne_synapse.EEGImageGenerator` through ``accelerate``.
+:class:`~mne_synapse.EEGImageGenerator` through ``accelerate``; every way a
+generator gets its fitted state (fit, a saved folder, the authors' files) ends
+in :func:`set_fitted`.
 """
 
 from pathlib import Path
@@ -116,6 +118,21 @@ def _release_single_process_state(mixed_precision):
             f"{mixed_precision}.")
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+def set_fitted(generator, unet, adapter, vae, noise_scheduler, base_id, encoder,
+               n_unet_params):
+    """Make ``generator`` fitted: the same attributes after fit, load and from_official."""
+    from .models import count_parameters
+
+    generator.unet_, generator.adapter_, generator.vae_ = unet.eval(), adapter.eval(), vae.eval()
+    generator.noise_scheduler_, generator.base_id_ = noise_scheduler, base_id
+    generator.encoder_ = encoder
+    generator.n_trainable_params_ = count_parameters(unet) + count_parameters(adapter)
+    generator.trainable_fraction_ = generator.n_trainable_params_ / n_unet_params
+    generator.image_size_ = image_size(vae, unet, generator.resolution)
+    generator._pipeline = None
+    return generator
 
 
 def load_trained_state(unet, state, n_adapt_tokens):

@@ -8,20 +8,19 @@ weights (no pickle anywhere):
   adapter and the finetuned U-Net parameters) + ``encoder/``, a saved encoder.
 
 Both also hold a model card, ``README.md``, so a folder is ready for the
-Hugging Face hub (:class:`HubMixin`: ``save_pretrained``, ``from_pretrained``,
-``push_to_hub``). The config names the estimator, the format version and the
-parameters, and stores the SHA-256 of the weights, checked on load. All files
-of a save are replaced as one atomic update (:func:`save_folder`). The
-estimators say what goes into their files and how their modules are rebuilt;
-everything else (writing, reading, checking, the hub, the error messages) is
-here, once.
+Hugging Face hub (:class:`~mne_synapse._hub.HubMixin`: ``save_pretrained``,
+``from_pretrained``, ``push_to_hub``; the card: :mod:`mne_synapse._model_card`).
+The config names the estimator, the format version and the parameters, and
+stores the SHA-256 of the weights, checked on load. All files of a save are
+replaced as one atomic update (:func:`save_folder`). What each estimator saves
+and how its fitted state comes back are here too (:func:`encoder_files`,
+:func:`restore_encoder`, :func:`generator_files`, :func:`restore_generator`);
+everything else (writing, reading, checking, the error messages) is here, once.
 """
 
 import hashlib
 import json
 import os
-import re
-import tempfile
 from pathlib import Path
 
 from .utils import _fsync_dir, atomic_write, hash_file, is_main_process
@@ -131,202 +130,103 @@ def load_estimator(cls, path, device, required=()):
     return estimator, config, state
 
 
-# A hub repository id, "user/name" (a local path is tried first).
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-_CARD_DOC = """license : str | None
-            Hub license identifier for the card, e.g. ``'mit'``; a model
-            finetuned from Stable Diffusion inherits its license
-            (``'openrail++'`` for SD 2.x).
-        datasets : str | list of str | None
-            Hub ids of the training data, e.g. ``'luigi-s/EEG_Image_CVPR_ALL_subj'``.
-        metrics : dict of str to float | None
-            Scores to report in the card, by metric name.
-        tags : list of str | None
-            Tags added to the estimator's own."""
+# -- each estimator's files, and how its fitted state comes back ---------------------
+# Alignment matrices are stored beside the encoder's weights under this key prefix.
+_WHITENER_PREFIX = "alignment_whitener."
 
 
-class HubMixin:
-    """Hugging Face hub conventions, shared by both estimators.
+def encoder_files(encoder):
+    """The files of a fitted encoder's saved folder, by name: config + weights."""
+    import torch
 
-    A saved folder is a hub model repository: the estimator's files plus a
-    model card (``README.md``). A subclass defines ``_saved_files()`` (its
-    files by name), ``_card()`` (what its card says, keyword arguments of
-    ``mne_synapse._model_card.model_card``), ``_load_folder(folder, **kwargs)``
-    (a classmethod).
-    """
-
-    def save_pretrained(self, save_directory, *, repo_id=None, license=None, datasets=None,
-                        metrics=None, tags=None):
-        """Save to a folder that is ready for the Hugging Face hub.
-
-        The folder holds the estimator's config (JSON) and weights
-        (safetensors; the SHA-256 is stored and checked on load) and a model
-        card, ``README.md``. All files are replaced as one atomic update: a save
-        interrupted at any point leaves the previous files or the new ones,
-        never a mix. In a distributed run (``accelerate launch``) only the main
-        process writes; call ``accelerator.wait_for_everyone()`` before others
-        read.
-
-        Parameters
-        ----------
-        save_directory : path-like
-            The folder (created if needed).
-        repo_id : str | None
-            The hub name the card's loading snippet uses.
-        %(card)s
-
-        Returns
-        -------
-        path : pathlib.Path
-            The folder.
-        """
-        from sklearn.utils.validation import check_is_fitted
-
-        from ._model_card import model_card
-
-        check_is_fitted(self)
-        files = self._saved_files()
-        card = self._card()
-        card["tags"] = [*card["tags"], *(tags or ())]
-        files["README.md"] = model_card(type(self).__name__, repo_id=repo_id, license=license,
-                                        datasets=datasets, metrics=metrics, **card)
-        return save_estimator(save_directory, files)
-
-    def save(self, path):
-        """Save to the folder ``path``: :meth:`save_pretrained` with a default card."""
-        return self.save_pretrained(path)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, revision=None, cache_dir=None,
-                        token=None, force_download=False, local_files_only=False, **kwargs):
-        """Load from a folder written by :meth:`save_pretrained`, or from the hub.
-
-        Parameters
-        ----------
-        pretrained_model_name_or_path : path-like | str
-            A folder, or a Hugging Face hub id (``'user/repo'``) that is
-            downloaded (to the hub cache) when no folder of that name exists.
-        revision, cache_dir, token, force_download, local_files_only
-            Passed to :func:`huggingface_hub.snapshot_download`. With
-            ``HF_HUB_OFFLINE=1`` only the hub cache is read.
-        **kwargs
-            Passed to :meth:`load`: ``device`` (both estimators) and
-            ``base_model`` (``EEGImageGenerator``).
-
-        Raises
-        ------
-        FileNotFoundError
-            If there is no such folder and the hub cannot give it (offline,
-            no network, no such repository).
-        ValueError
-            If the folder holds another estimator, another format version, or
-            a corrupt or modified file.
-        """
-        folder = hub_folder(pretrained_model_name_or_path, cls.__name__, revision=revision,
-                            cache_dir=cache_dir, token=token, force_download=force_download,
-                            local_files_only=local_files_only)
-        return cls._load_folder(folder, **kwargs)
-
-    @classmethod
-    def load(cls, path, **kwargs):
-        """Load from a folder (or hub id): :meth:`from_pretrained` with its defaults."""
-        return cls.from_pretrained(path, **kwargs)
-
-    def push_to_hub(self, repo_id, *, commit_message="Upload with mne-synapse", private=None,
-                    token=None, revision=None, create_pr=False, license=None, datasets=None,
-                    metrics=None, tags=None):
-        """Save to a temporary folder (:meth:`save_pretrained`) and upload it as one commit.
-
-        Parameters
-        ----------
-        repo_id : str
-            The hub repository, ``'user/repo'`` (created if needed).
-        commit_message : str
-            The commit message.
-        private : bool | None
-            Visibility of a new repository (None: the account's default).
-        token : str | None
-            Hub token (None: the one saved by ``hf auth login``).
-        revision : str | None
-            Branch to push to (None: ``main``).
-        create_pr : bool
-            Open a pull request instead of committing to the branch.
-        %(card)s
-
-        Returns
-        -------
-        commit : huggingface_hub.CommitInfo | None
-            The commit (None on the non-main processes of a distributed run).
-        """
-        from huggingface_hub import HfApi, constants
-
-        if constants.HF_HUB_OFFLINE:
-            raise OSError(f"Cannot push to {repo_id!r}: the Hugging Face hub is offline "
-                          "(HF_HUB_OFFLINE=1). Save with save_pretrained(folder) and upload "
-                          "the folder where there is a network (hf upload).")
-        if not is_main_process():
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "model", repo_id=repo_id, license=license,
-                                          datasets=datasets, metrics=metrics, tags=tags)
-            api = HfApi(token=token)
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            return api.upload_folder(repo_id=repo_id, folder_path=folder,
-                                     commit_message=commit_message, revision=revision,
-                                     create_pr=create_pr)
+    state = dict(encoder.net_.module_.state_dict())
+    for subject, matrix in (encoder.whiteners_ or {}).items():
+        state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
+    return estimator_files(
+        "SynapseEncoder", encoder._saved_params(), state,
+        architecture=type(encoder.net_.module_).__name__, module_kwargs=encoder.module_kwargs_,
+        n_chans=encoder.n_chans_, n_times=encoder.n_times_, sfreq=encoder.sfreq_,
+        ch_names=encoder.ch_names_,
+        subject_aware=encoder.subject_aware_, aligned=encoder.whiteners_ is not None,
+        signal_rms=getattr(encoder, "signal_rms_", None),
+        scale_mean=encoder.scale_mean_.ravel().tolist(),
+        scale_std=encoder.scale_std_.ravel().tolist())
 
 
-for _method in (HubMixin.save_pretrained, HubMixin.push_to_hub):
-    _method.__doc__ = _method.__doc__ % dict(card=_CARD_DOC)
+def restore_encoder(cls, path, device):
+    """The fitted encoder (of class ``cls``) saved in ``path`` by :func:`encoder_files`."""
+    import numpy as np
 
+    from ._inputs import check_device
+    from ._training import set_fitted
+    from .models import ARCHITECTURES, build_autoencoder
 
-def hub_id(name):
-    """``name`` if it can only be a hub repository id (``'user/repo'``, no such local path), else None."""
-    if isinstance(name, str) and _REPO_ID.fullmatch(name) and not Path(name).exists():
-        return name
-    return None
-
-
-def hub_folder(name_or_path, noun, revision=None, cache_dir=None, token=None,
-               force_download=False, local_files_only=False):
-    """The local folder of a saved estimator: the folder itself, or a hub download.
-
-    A string naming no local folder that looks like a hub id (``'user/repo'``)
-    is fetched with :func:`huggingface_hub.snapshot_download`; offline
-    (``HF_HUB_OFFLINE=1``) only the hub cache is read, so it fails at once.
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise NotADirectoryError(f"{path} is a file; pass the folder written by "
-                                 f"{noun}.save_pretrained.")
-    repo_id = hub_id(name_or_path)
-    if repo_id is None:
-        raise FileNotFoundError(f"{name_or_path} does not exist, and is not a Hugging Face hub "
-                                f"id ('user/repo') either; pass the folder written by "
-                                f"{noun}.save_pretrained.")
-    from huggingface_hub import constants, snapshot_download
-
-    from . import __version__
-
-    offline = bool(constants.HF_HUB_OFFLINE)
+    check_device(device)
+    self, config, state = load_estimator(
+        cls, path, device, required=("architecture", "module_kwargs", "n_chans", "n_times",
+                                     "sfreq", "ch_names", "scale_mean", "scale_std"))
+    whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
+                 for k in list(state) if k.startswith(_WHITENER_PREFIX)}
+    built = ARCHITECTURES[self.preset].__name__ if self.preset in ARCHITECTURES else None
+    if config["architecture"] != built:  # never a silent load into another network
+        raise ValueError(f"{path} holds a {config['architecture']}, but preset="
+                         f"{self.preset!r} builds a {built}; save the encoder again "
+                         "with this version.")
     try:
-        return Path(snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, token=token,
-            force_download=force_download, local_files_only=local_files_only or offline,
-            library_name="mne-synapse", library_version=__version__))
-    except (OSError, ValueError) as err:
-        why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and the hub cache does "
-               "not hold it" if offline else
-               "local_files_only=True and the hub cache does not hold it" if local_files_only
-               else "the Hugging Face hub could not give it")
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise FileNotFoundError(
-            f"Cannot load the {noun} {repo_id!r}: no folder of that name exists here and {why} "
-            f"({type(err).__name__}: {reason}). Pass a local folder, or download the repository "
-            f"where there is a network (hf download {repo_id} --local-dir <folder>) and pass "
-            "that folder.") from err
+        module = build_autoencoder(self.preset, **config["module_kwargs"])
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"Weights in {path} do not fit the saved architecture "
+                         f"({mismatch_reason(err)}); save the encoder "
+                         "again with this version.") from err
+    return set_fitted(
+        self, module, device, n_chans=config["n_chans"], n_times=config["n_times"],
+        sfreq=config["sfreq"], ch_names=config["ch_names"],
+        module_kwargs=config["module_kwargs"],
+        scale_mean=np.asarray(config["scale_mean"], np.float32)[:, None],
+        scale_std=np.asarray(config["scale_std"], np.float32)[:, None],
+        subject_aware=bool(config.get("subject_aware", False)),
+        signal_rms=config.get("signal_rms"),
+        whiteners=whiteners if config.get("aligned", False) else None)
+
+
+def generator_files(generator):
+    """Adapter + finetuned U-Net weights (a few MB, not the base model) and ``encoder/``."""
+    files = {f"{ENCODER_FOLDER}/{name}": content
+             for name, content in generator.encoder_._saved_files().items()}
+    files.update(estimator_files("EEGImageGenerator", generator._saved_params(),
+                                 generator._trained_state(), base_model=generator.base_id_))
+    return files
+
+
+def restore_generator(cls, encoder_cls, path, base_model=None, device="cpu"):
+    """The fitted generator (of class ``cls``) saved in ``path`` by :func:`generator_files`.
+
+    Its encoder, in ``encoder/``, is an ``encoder_cls``; ``base_model`` replaces
+    the saved base model. The classes are passed in, so that this module never
+    imports an estimator.
+    """
+    from ._finetuning import load_base_model, load_trained_state, prepare_unet, set_fitted
+    from .models import count_parameters
+
+    self, config, state = load_estimator(cls, path, device, required=("base_model",))
+    encoder = restore_encoder(encoder_cls, Path(path) / ENCODER_FOLDER, device)
+    if base_model is None and config["base_model"] == "in-memory":
+        raise ValueError(f"{path} was finetuned from an in-memory pipeline; pass it "
+                         "again as base_model=.")
+    vae, unet, scheduler, base_id = load_base_model(base_model or config["base_model"])
+    n_unet_params = count_parameters(unet, trainable_only=False)
+    prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
+    try:
+        adapter = load_trained_state(unet, state, self.n_adapt_tokens)
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"{path} does not fit base model {base_id} ({mismatch_reason(err)})"
+            "; pass the base model it was finetuned from as base_model= (saved: "
+            f"{config['base_model']!r}).") from err
+    self.loss_curve_ = []
+    unet, adapter, vae = unet.to(device), adapter.to(device), vae.to(device)
+    return set_fitted(self, unet, adapter, vae, scheduler, base_id, encoder, n_unet_params)
 
 
 def _read_config(file, noun):

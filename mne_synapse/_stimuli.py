@@ -18,6 +18,12 @@ def resolve_stimuli(n_epochs, metadata, images, captions, y, image_column,
     the error messages with the estimator's own way of doing without them
     (e.g. ``'set contrastive_weight=0'``).
     """
+    if y is not None:  # class labels, which only name the classes of captions
+        y = np.asarray(y)
+        if len(y) != n_epochs:
+            raise ValueError(f"y has {len(y)} labels for {n_epochs} epochs; pass one "
+                             "label per epoch (or y=None).")
+
     def per_epoch(values, what):
         values = list(values) if not isinstance(values, np.ndarray) else values
         if len(values) != n_epochs:

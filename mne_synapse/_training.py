@@ -3,9 +3,8 @@
 :func:`train_encoder` wires a :class:`~mne_synapse.SynapseEncoder`'s
 parameters into a skorch net (loss, optimiser, callbacks, validation split,
 resumable checkpoint, accelerate) and trains it. The other ways an encoder
-gets its fitted state, with the same net, are here too: a saved folder
-(:func:`encoder_files`, :func:`restore_encoder`) and the authors' files
-(:func:`official_encoder`).
+gets its fitted state (a saved folder, :mod:`._persistence`; the authors'
+files, :mod:`.interop.official`) end in :func:`set_fitted`, with the same net.
 """
 
 import numpy as np
@@ -15,42 +14,6 @@ from skorch.hf import AccelerateMixin
 
 from . import _inputs
 from .utils import LogSink, is_verbose
-
-
-def check_training_params(encoder):
-    """Raise a clear error for a bad loss, target, optimisation or network parameter."""
-    from .models import ARCHITECTURES
-
-    _inputs.check_option(encoder.text_layer, "text_layer", ("penultimate", "last"))
-    _inputs.check_option(encoder.cosine_axis, "cosine_axis", ("features", "tokens"))
-    for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
-                 "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
-        _inputs.check_number(getattr(encoder, name), name)
-    if encoder.recon_weight + encoder.align_weight + encoder.contrastive_weight == 0:
-        raise ValueError("At least one of the loss weights must be > 0.")
-    for name in ("max_epochs", "batch_size"):
-        _inputs.check_int(getattr(encoder, name), name)
-    _inputs.check_number(encoder.validation_fraction, "validation_fraction", "[0, 1)")
-    if encoder.early_stopping is not None and encoder.validation_fraction == 0:
-        raise ValueError("early_stopping needs validation_fraction > 0.")
-    if encoder.checkpoint_dir is not None and not isinstance(encoder.random_state,
-                                                             (int, np.integer)):
-        raise ValueError(
-            "checkpoint_dir needs an integer random_state: a run with a random "
-            f"seed cannot be continued identically (got {encoder.random_state!r})."
-        )
-    for name in ("accelerator", "warm_start"):
-        if getattr(encoder, name) and encoder.checkpoint_dir is not None:
-            raise ValueError(f"checkpoint_dir cannot be combined with {name} yet; "
-                             "pass one of them.")
-    if encoder.module_kwargs is not None:  # the authors' sizes are fixed, not from the data
-        _inputs.check_module_kwargs(
-            encoder.module_kwargs, ARCHITECTURES[encoder.preset], from_data=() if
-            encoder.preset == "paper" else ("n_chans", "n_times", "sfreq", "chs_info"),
-            refused=dict(n_outputs="SynapseEncoder trains the autoencoder; for a classifier "
-                         "use braindecode.EEGClassifier(build_autoencoder(preset, ..., "
-                         "n_outputs=k))", chs_info="the signal comes from the data",
-                         input_window_seconds="the signal comes from the data"))
 
 
 def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
@@ -104,91 +67,6 @@ def set_fitted(encoder, module, device, **fitted):
     encoder.net_ = SynapseNet(module, criterion=SynapseLoss, device=device).initialize()
     encoder.history_ = encoder.net_.history
     return encoder
-
-
-# Alignment matrices are stored beside the weights under this key prefix.
-_WHITENER_PREFIX = "alignment_whitener."
-
-
-def encoder_files(encoder):
-    """The files of a fitted encoder's saved folder, by name (see ``_persistence``)."""
-    from . import _persistence
-
-    state = dict(encoder.net_.module_.state_dict())
-    for subject, matrix in (encoder.whiteners_ or {}).items():
-        state[_WHITENER_PREFIX + subject] = torch.as_tensor(matrix)
-    return _persistence.estimator_files(
-        "SynapseEncoder", encoder._saved_params(), state,
-        architecture=type(encoder.net_.module_).__name__, module_kwargs=encoder.module_kwargs_,
-        n_chans=encoder.n_chans_, n_times=encoder.n_times_, sfreq=encoder.sfreq_,
-        ch_names=encoder.ch_names_,
-        subject_aware=encoder.subject_aware_, aligned=encoder.whiteners_ is not None,
-        signal_rms=getattr(encoder, "signal_rms_", None),
-        scale_mean=encoder.scale_mean_.ravel().tolist(),
-        scale_std=encoder.scale_std_.ravel().tolist())
-
-
-def restore_encoder(cls, path, device):
-    """The fitted encoder saved in ``path`` by :func:`encoder_files`."""
-    from . import _persistence
-    from .models import ARCHITECTURES, build_autoencoder
-
-    self, config, state = _persistence.load_estimator(
-        cls, path, device, required=("architecture", "module_kwargs", "n_chans", "n_times",
-                                     "sfreq", "ch_names", "scale_mean", "scale_std"))
-    whiteners = {k[len(_WHITENER_PREFIX):]: state.pop(k).numpy()
-                 for k in list(state) if k.startswith(_WHITENER_PREFIX)}
-    built = ARCHITECTURES[self.preset].__name__ if self.preset in ARCHITECTURES else None
-    if config["architecture"] != built:  # never a silent load into another network
-        raise ValueError(f"{path} holds a {config['architecture']}, but preset="
-                         f"{self.preset!r} builds a {built}; save the encoder again "
-                         "with this version.")
-    try:
-        module = build_autoencoder(self.preset, **config["module_kwargs"])
-        module.load_state_dict(state)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"Weights in {path} do not fit the saved architecture "
-                         f"({_persistence.mismatch_reason(err)}); save the encoder "
-                         "again with this version.") from err
-    return set_fitted(
-        self, module, device, n_chans=config["n_chans"], n_times=config["n_times"],
-        sfreq=config["sfreq"], ch_names=config["ch_names"],
-        module_kwargs=config["module_kwargs"],
-        scale_mean=np.asarray(config["scale_mean"], np.float32)[:, None],
-        scale_std=np.asarray(config["scale_std"], np.float32)[:, None],
-        subject_aware=bool(config.get("subject_aware", False)),
-        signal_rms=config.get("signal_rms"),
-        whiteners=whiteners if config.get("aligned", False) else None)
-
-
-def official_encoder(cls, fname, n_head, device, verbose, params):
-    """``cls.from_official``: the authors' network and weights as a fitted encoder."""
-    from .interop.official import load_official_stage1
-    from .models import OfficialAutoencoder, OfficialEncoder
-
-    if params.get("alignment") is not None:
-        raise ValueError("from_official: their network saw the stored values, unaligned; "
-                         f"alignment must be None, got {params['alignment']!r}.")
-    _inputs.check_device(device)
-    module = load_official_stage1(fname, n_head=n_head, verbose=verbose)
-    if isinstance(module, OfficialEncoder):  # their released file: the encoder alone
-        encoder, module = module, OfficialAutoencoder(n_layer=module.n_layer, n_head=n_head,
-                                                      decoder=False)
-        module.Encoder = encoder
-    has_decoder = module.Decoder is not None
-    no_reconstruction = {} if has_decoder else {"recon_weight": 0.0}
-    self = cls.paper(**{
-        "module_kwargs": dict(n_layer=module.Encoder.n_layer, n_head=n_head,
-                              decoder=has_decoder),
-        **no_reconstruction, "device": device, "verbose": verbose, **params})
-    self._validate_params()
-    n_chans, n_times = module.Encoder.n_chans, module.Encoder.n_times
-    return set_fitted(
-        self, module.eval(), device, n_chans=n_chans, n_times=n_times, sfreq=None,
-        ch_names=None, module_kwargs=module_kwargs_for(self, n_chans, n_times, None),
-        scale_mean=np.zeros((n_chans, 1), np.float32),
-        scale_std=np.ones((n_chans, 1), np.float32), subject_aware=False, whiteners=None,
-        signal_rms=None)
 
 
 def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_table, seed,

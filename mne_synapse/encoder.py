@@ -2,9 +2,8 @@
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs, _persistence, _stimuli
+from . import _hub, _inputs, _model_card, _param_checks, _persistence, _stimuli
 from ._alignment import AlignedEEG, SubjectAlignment
 
 
@@ -12,7 +11,7 @@ from ._alignment import AlignedEEG, SubjectAlignment
 _NOT_SAVED = ("cache_dir", "checkpoint_dir", "callbacks", "accelerator")
 
 
-class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, BaseEstimator):
+class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEstimator):
     """CLIP-aligned EEG autoencoder (Stage 1 of SYNAPSE).
 
     Fits an autoencoder so that its latent ``Z_latent`` reconstructs the EEG,
@@ -209,18 +208,7 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
 
     # -- helpers -------------------------------------------------------------
     def _validate_params(self):
-        from ._training import check_training_params
-        from .models import ARCHITECTURES
-
-        _inputs.check_option(self.preset, "preset", ARCHITECTURES)
-        _inputs.check_option(self.output, "output", ("pooled", "tokens"))
-        _inputs.check_option(self.alignment, "alignment", ("euclidean", None))
-        _inputs.check_number(self.alignment_shrinkage, "alignment_shrinkage", "[0, 1]")
-        if not isinstance(self.subject_column, str):
-            raise TypeError(f"subject_column must be a str, got {self.subject_column!r}.")
-        check_training_params(self)
-        _inputs.check_device(self.device)
-        _inputs.check_accelerator(self.accelerator)
+        _param_checks.check_encoder_params(self)
 
     def _clip(self):
         from .clip import CLIPEmbedder, default_pretrained
@@ -229,9 +217,6 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
         return CLIPEmbedder(self.clip_model, default_pretrained(self.clip_model,
                                                                 self.clip_pretrained),
                             text_layer=self.text_layer, device=device, cache_dir=self.cache_dir)
-
-    def _scale(self, data):
-        return (data - self.scale_mean_) / self.scale_std_
 
     # -- fit -------------------------------------------------------------------
     def fit(self, X, y=None, images=None, captions=None, subjects=None):
@@ -266,11 +251,6 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
         self._validate_params()
         data, info, metadata = _inputs.get_data(X, lazy=True)
         n_epochs, n_chans, n_times = data.shape
-        if y is not None:
-            y = np.asarray(y)
-        if y is not None and len(y) != n_epochs:
-            raise ValueError(f"y has {len(y)} labels for {n_epochs} epochs; pass one "
-                             "label per epoch (or y=None).")
         images, captions = _stimuli.resolve_stimuli(
             n_epochs, metadata, images, captions, y, self.image_column,
             self.caption_column, self.caption_template,
@@ -306,22 +286,6 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
         return self
 
     # -- inference ---------------------------------------------------------------
-    def _checked(self, X):
-        """EEG of ``X`` (read lazily) and its metadata, checked against fit."""
-        check_is_fitted(self, "net_")
-        data, info, metadata = _inputs.get_data(X, lazy=True)
-        if self.preset == "paper":  # says how to crop, and which channels
-            _inputs.check_paper_input(self.module_kwargs_, *data.shape[1:])
-        _inputs.check_same_signal(data, info, dict(
-            n_chans=self.n_chans_, n_times=self.n_times_, sfreq=self.sfreq_,
-            ch_names=self.ch_names_))
-        _inputs.check_scale(_inputs.signal_rms(data), getattr(self, "signal_rms_", None))
-        return data, metadata
-
-    def _prepare(self, X, subjects=None):
-        """Checked and aligned EEG of ``X``, read lazily."""
-        return self._align(*self._checked(X), subjects)
-
     def _forward(self, X, run, subjects=None):
         data = X if isinstance(X, AlignedEEG) else self._prepare(X, subjects)
         import torch
@@ -378,28 +342,14 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
 
     def _saved_files(self):
         """The files of a save, by name (the generator saves them too): config + weights."""
-        from ._training import encoder_files
-
-        return encoder_files(self)
+        return _persistence.encoder_files(self)
 
     def _card(self):
-        from .models import count_parameters
-
-        rate = "" if self.sfreq_ is None else f" at {self.sfreq_:g} Hz"
-        return dict(
-            summary=(f"A Stage-1 SYNAPSE encoder: EEG of {self.n_chans_} channels x "
-                     f"{self.n_times_} samples{rate} -> CLIP space ({self.clip_model})."),
-            params=self._saved_params(), tags=["eeg", "mne", "braindecode", "clip"],
-            n_trainable=(f"{count_parameters(self.net_.module_):,} trainable parameters "
-                         f"(the {type(self.net_.module_).__name__})."),
-            load_lines=["Z = model.transform(epochs)  # CLIP-space embedding of each epoch"])
+        return _model_card.encoder_card(self)
 
     @classmethod
     def _load_folder(cls, path, device="cpu"):
-        from ._training import restore_encoder
-
-        _inputs.check_device(device)
-        return restore_encoder(cls, path, device)
+        return _persistence.restore_encoder(cls, path, device)
 
     @classmethod
     def paper(cls, **overrides):
@@ -438,6 +388,6 @@ class SynapseEncoder(_persistence.HubMixin, SubjectAlignment, TransformerMixin, 
             :meth:`reconstruct` their decoder's. Their encoder file holds no
             decoder (so ``recon_weight=0``). ``warm_start=True`` trains it further.
         """
-        from ._training import official_encoder
+        from .interop.official import official_encoder
 
         return official_encoder(cls, fname, n_head, device, verbose, params)

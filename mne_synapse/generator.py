@@ -8,20 +8,18 @@ diffusion loss. Sampling goes through a diffusers ``StableDiffusionPipeline``
 fed with ``prompt_embeds``, so any diffusers scheduler works.
 """
 
-from pathlib import Path
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import _inputs, _persistence, _stimuli
+from . import _hub, _inputs, _model_card, _param_checks, _persistence, _stimuli
 from ._finetuning import load_base_model
 from .utils import show_progress
 
 __all__ = ["EEGImageGenerator", "load_base_model"]
 
 
-class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
+class EEGImageGenerator(_hub.HubMixin, BaseEstimator):
     """Generate the images an EEG epoch saw (Stage 2 of SYNAPSE).
 
     Parameters
@@ -145,24 +143,7 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
 
     # -- helpers -------------------------------------------------------------
     def _validate_params(self):
-        from ._finetuning import UNCONDITIONAL_CONTEXTS, VAE_SAMPLING
-        from .models import RECIPES
-
-        for name, options in (("recipe", RECIPES), ("vae_sampling", VAE_SAMPLING),
-                              ("unconditional_context", UNCONDITIONAL_CONTEXTS),
-                              ("encoder_dropout", (False, True)),
-                              ("mixed_precision", ("no", "fp16", "bf16"))):
-            _inputs.check_option(getattr(self, name), name, options)
-        for name in ("max_steps", "batch_size", "grad_accumulation", "n_adapt_tokens"):
-            _inputs.check_int(getattr(self, name), name)
-        _inputs.check_number(self.condition_dropout, "condition_dropout", "[0, 1)")
-        if self.ema_decay is not None:
-            _inputs.check_number(self.ema_decay, "ema_decay", "(0, 1)")
-        if self.resolution is not None:
-            _inputs.check_int(self.resolution, "resolution")
-        _inputs.check_device(self.device)
-        _inputs.check_accelerator(self.accelerator, self.grad_accumulation,
-                                  self.mixed_precision)
+        _param_checks.check_generator_params(self)
 
     def _fitted_encoder(self, X, y, images, subjects):
         from sklearn.base import clone
@@ -184,20 +165,6 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         drop = torch.ones(len(z), dtype=torch.bool, device=z.device)
         return (eeg_context(self.adapter_, z), eeg_context(self.adapter_, z,
                                                           self.unconditional_context, drop))
-
-    def _set_fitted(self, unet, adapter, vae, noise_scheduler, base_id, encoder,
-                    n_unet_params):
-        """The fitted attributes, the same after :meth:`fit` and :meth:`load`."""
-        from ._finetuning import image_size
-        from .models import count_parameters
-
-        self.unet_, self.adapter_, self.vae_ = unet.eval(), adapter.eval(), vae.eval()
-        self.noise_scheduler_, self.base_id_, self.encoder_ = noise_scheduler, base_id, encoder
-        self.n_trainable_params_ = count_parameters(unet) + count_parameters(adapter)
-        self.trainable_fraction_ = self.n_trainable_params_ / n_unet_params
-        self.image_size_ = image_size(vae, unet, self.resolution)
-        self._pipeline = None
-        return self
 
     # -- the authors' configuration and files ------------------------------------
     @classmethod
@@ -274,7 +241,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
         """
         import torch
 
-        from ._finetuning import EEGLatents, check_stimuli, finetune, image_size, prepare_unet
+        from ._finetuning import (EEGLatents, check_stimuli, finetune, image_size,
+                                  prepare_unet, set_fitted)
         from .models import EEGAdapter, count_parameters
 
         self._validate_params()
@@ -301,8 +269,8 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
             adapter = EEGAdapter(latents.embed_dim, cross_dim, self.n_adapt_tokens)
         unet, adapter, self.loss_curve_ = finetune(self, unet, adapter, vae, noise_scheduler,
                                                    latents, images, seed)
-        return self._set_fitted(unet, adapter, vae, noise_scheduler, base_id, encoder,
-                                n_unet_params)
+        return set_fitted(self, unet, adapter, vae, noise_scheduler, base_id, encoder,
+                          n_unet_params)
 
     # -- generation ------------------------------------------------------------
     def _get_pipeline(self):
@@ -395,51 +363,16 @@ class EEGImageGenerator(_persistence.HubMixin, BaseEstimator):
 
     def _saved_files(self):
         """Adapter + finetuned U-Net weights (a few MB, not the base model) and ``encoder/``."""
-        files = {f"{_persistence.ENCODER_FOLDER}/{name}": content
-                 for name, content in self.encoder_._saved_files().items()}
-        files.update(_persistence.estimator_files("EEGImageGenerator", self._saved_params(),
-                                                  self._trained_state(),
-                                                  base_model=self.base_id_))
-        return files
+        return _persistence.generator_files(self)
 
     def _card(self):
-        return dict(
-            summary=(f"A SYNAPSE EEG-to-image generator: f_adapt and the {self.recipe!r} recipe "
-                     f"finetuned on {self.base_id_} (not in this folder); encoder in encoder/."),
-            params=self._saved_params(), base_model=_persistence.hub_id(self.base_id_),
-            tags=["eeg", "eeg-to-image", "stable-diffusion", "mne"],
-            n_trainable=(f"{self.n_trainable_params_:,} trainable parameters (the recipe and "
-                         f"f_adapt), {100 * self.trainable_fraction_:.2f}% of the U-Net."),
-            load_lines=["images = model.generate(epochs, n_images=5, random_state=0)"],
-            notes=["`model.export_diffusers(folder)` writes a folder that stock diffusers "
-                   "uses without mne-synapse (doc: \"Sharing and reusing models\")."])
+        return _model_card.generator_card(self)
 
     @classmethod
     def _load_folder(cls, path, base_model=None, device="cpu"):
-        from ._finetuning import load_trained_state, prepare_unet
         from .encoder import SynapseEncoder
-        from .models import count_parameters
 
-        self, config, state = _persistence.load_estimator(cls, path, device,
-                                                          required=("base_model",))
-        encoder = SynapseEncoder._load_folder(Path(path) / _persistence.ENCODER_FOLDER,
-                                             device=device)
-        if base_model is None and config["base_model"] == "in-memory":
-            raise ValueError(f"{path} was finetuned from an in-memory pipeline; pass it "
-                             "again as base_model=.")
-        vae, unet, scheduler, base_id = load_base_model(base_model or config["base_model"])
-        n_unet_params = count_parameters(unet, trainable_only=False)
-        prepare_unet(unet, self.n_adapt_tokens, self.adapter_scale, self.recipe)
-        try:
-            adapter = load_trained_state(unet, state, self.n_adapt_tokens)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(
-                f"{path} does not fit base model {base_id} ({_persistence.mismatch_reason(err)})"
-                "; pass the base model it was finetuned from as base_model= (saved: "
-                f"{config['base_model']!r}).") from err
-        self.loss_curve_ = []
-        unet, adapter, vae = unet.to(device), adapter.to(device), vae.to(device)
-        return self._set_fitted(unet, adapter, vae, scheduler, base_id, encoder, n_unet_params)
+        return _persistence.restore_generator(cls, SynapseEncoder, path, base_model, device)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mne_synapse import EEGImageGenerator, SynapseEncoder
-from mne_synapse._persistence import hub_id
+from mne_synapse._model_card import hub_id
 
 from test_generator import FAST_ENCODER, _tiny_base  # noqa: E402
 

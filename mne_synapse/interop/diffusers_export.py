@@ -200,7 +200,7 @@ def _readme(generator, n_tokens, dim, scale):
     from huggingface_hub import ModelCardData
 
     from .. import __version__
-    from .._persistence import hub_id
+    from .._model_card import hub_id
 
     data = ModelCardData(library_name="diffusers", base_model=hub_id(generator.base_id_),
                          tags=["eeg", "eeg-to-image", "stable-diffusion", "ip-adapter",

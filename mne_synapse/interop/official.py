@@ -9,11 +9,13 @@ Two layouts exist, both a dict with the weights under ``"net"``:
 
 A ``module.`` prefix on every key (left by ``DistributedDataParallel``) is
 removed. Nothing else is renamed or dropped: the load is strict.
+:func:`official_encoder` makes the fitted ``SynapseEncoder`` of such a file.
 """
 
 import re
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from mne.utils import logger, verbose
 
@@ -148,3 +150,36 @@ def check_state(expected, state, what):
             lines.append(f"mis-shaped key {key}: expected {tuple(expected[key])}, "
                          f"found {tuple(state[key].shape)}")
         raise ValueError("\n  ".join(lines))
+
+
+def official_encoder(cls, fname, n_head, device, verbose, params):
+    """The work of ``SynapseEncoder.from_official`` (``cls``: the estimator class).
+
+    The estimator is passed in, so that this module never imports it.
+    """
+    from .._inputs import check_device
+    from .._training import module_kwargs_for, set_fitted
+
+    if params.get("alignment") is not None:
+        raise ValueError("from_official: their network saw the stored values, unaligned; "
+                         f"alignment must be None, got {params['alignment']!r}.")
+    check_device(device)
+    module = load_official_stage1(fname, n_head=n_head, verbose=verbose)
+    if isinstance(module, OfficialEncoder):  # their released file: the encoder alone
+        encoder, module = module, OfficialAutoencoder(n_layer=module.n_layer, n_head=n_head,
+                                                      decoder=False)
+        module.Encoder = encoder
+    has_decoder = module.Decoder is not None
+    no_reconstruction = {} if has_decoder else {"recon_weight": 0.0}
+    self = cls.paper(**{
+        "module_kwargs": dict(n_layer=module.Encoder.n_layer, n_head=n_head,
+                              decoder=has_decoder),
+        **no_reconstruction, "device": device, "verbose": verbose, **params})
+    self._validate_params()
+    n_chans, n_times = module.Encoder.n_chans, module.Encoder.n_times
+    return set_fitted(
+        self, module.eval(), device, n_chans=n_chans, n_times=n_times, sfreq=None,
+        ch_names=None, module_kwargs=module_kwargs_for(self, n_chans, n_times, None),
+        scale_mean=np.zeros((n_chans, 1), np.float32),
+        scale_std=np.ones((n_chans, 1), np.float32), subject_aware=False, whiteners=None,
+        signal_rms=None)

@@ -226,6 +226,8 @@ def official_generator(cls, checkpoint_dir, encoder, base_model, use_ema, device
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
+    from .._finetuning import set_fitted
+
     fixed = sorted(set(params) & set(FROM_FILES))
     if fixed:
         raise ValueError(f"from_official takes {fixed} from its arguments and the files; "
@@ -247,6 +249,6 @@ def official_generator(cls, checkpoint_dir, encoder, base_model, use_ema, device
                           n_adapt_tokens=parts["n_adapt_tokens"], **params)
     generator._validate_params()
     generator.loss_curve_ = []
-    return generator._set_fitted(parts["unet"].to(device), parts["adapter"].to(device),
-                                 parts["vae"].to(device), parts["scheduler"], parts["base_id"],
-                                 encoder, parts["n_unet_params"])
+    return set_fitted(generator, parts["unet"].to(device), parts["adapter"].to(device),
+                      parts["vae"].to(device), parts["scheduler"], parts["base_id"], encoder,
+                      parts["n_unet_params"])
