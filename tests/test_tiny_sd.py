@@ -114,6 +114,64 @@ def test_training_programs_run_as_modules():
     assert SHIPPED_VAE.parent.name == "weights" and SHIPPED_VAE.parent.parent.name == "miniature"
 
 
+def _changed(trained, other):
+    """Parameter tensors of ``trained`` (loaded from float16) that differ from ``other``'s."""
+    theirs = other.state_dict()
+    return [name for name, value in trained.state_dict().items()
+            if not torch.equal(value, theirs[name].half().float())]
+
+
+def test_train_tiny_sd_writes_a_model_that_loads_and_samples(tmp_path, capsys):
+    """The program that makes the shipped weights, at its smallest settings (seconds)."""
+    from mne_synapse.miniature.train_tiny_sd import main
+
+    main(["--vae-steps", "2", "--unet-steps", "2", "--n-images", "16", "--no-eval",
+          "--output", str(tmp_path)])
+    assert "class accuracy" not in capsys.readouterr().out  # --no-eval skips the check
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([SHIPPED_UNET.name,
+                                                                 SHIPPED_VAE.name])
+    vae, unet, scheduler = build_tiny_sd(tmp_path)  # the package's own loader
+    start_vae, start_unet, _ = build_tiny_sd(None, seed=0)  # where training starts
+    shipped_vae, shipped_unet, _ = build_tiny_sd("synthetic")
+    for trained, start, shipped in ((vae, start_vae, shipped_vae),
+                                    (unet, start_unet, shipped_unet)):
+        n_params = len(trained.state_dict())
+        assert len(_changed(trained, start)) > n_params / 2  # two AdamW steps moved them
+        assert len(_changed(trained, shipped)) > n_params / 2
+    assert vae.config.scaling_factor != start_vae.config.scaling_factor  # set from its latents
+    embeds = torch.as_tensor(caption_states(["a red circle at the centre"])).float()
+    images = build_tiny_sd_pipeline(vae, unet, scheduler)(
+        prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds),
+        num_inference_steps=2, height=32, width=32, output_type="np",
+        generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+
+
+def test_train_tiny_clip_writes_a_model_that_loads_and_embeds(tmp_path):
+    """The program that makes the shipped tiny CLIP, at its smallest settings (seconds)."""
+    from mne_synapse.clip import CLIPEmbedder
+    from mne_synapse.miniature.tiny_clip import SHIPPED_WEIGHTS, build_tiny_clip
+    from mne_synapse.miniature.train_tiny_clip import main
+
+    main(["--steps", "2", "--n-images", "32", "--output", str(tmp_path)])
+    fname = tmp_path / SHIPPED_WEIGHTS.name
+    assert [p.name for p in tmp_path.iterdir()] == [fname.name]
+    trained, _ = build_tiny_clip(fname)
+    start, _ = build_tiny_clip(None, seed=0)
+    shipped, _ = build_tiny_clip("synthetic")
+    n_params = len(trained.state_dict())
+    assert len(_changed(trained, start)) > n_params / 2
+    assert len(_changed(trained, shipped)) > n_params / 2
+    clip = CLIPEmbedder("tiny", fname)  # the package's own loader
+    images = np.stack([draw_image(sample_image_params(k, 10, np.random.default_rng(k)))
+                       for k in range(3)])
+    embeddings = clip.embed_images(list(images))
+    assert embeddings.shape == (3, 64) and np.isfinite(embeddings).all()
+    assert clip.embed_caption_tokens(["a red circle"]).shape == (1, 24, 64)
+    with pytest.raises(SystemExit):  # --output is a folder, as for train_tiny_sd
+        main(["--steps", "1", "--output", str(fname)])
+
+
 @pytest.mark.parametrize("old, new", [("tiny_sd", "miniature.tiny_sd"),
                                       ("tiny_clip", "miniature.tiny_clip")])
 def test_old_paths_warn_and_still_work(old, new):

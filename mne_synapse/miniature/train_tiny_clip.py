@@ -2,9 +2,12 @@
 
 ``python -m mne_synapse.miniature.train_tiny_clip`` trains the tiny CLIP of
 :mod:`mne_synapse.miniature.tiny_clip` contrastively on freshly drawn stimuli
-and their captions (a few minutes on a CPU) and writes
-``mne_synapse/miniature/weights/tiny_clip.safetensors``.
+and their captions (a few minutes on a CPU) and writes ``tiny_clip.safetensors``
+(into ``mne_synapse/miniature/weights/`` by default; ``--output`` names another
+folder, as for :mod:`~mne_synapse.miniature.train_tiny_sd`).
 """
+
+from pathlib import Path
 
 import numpy as np
 
@@ -68,10 +71,15 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description="Train the tiny CLIP and write its weights.")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--output", default=str(SHIPPED_WEIGHTS))
+    parser.add_argument("--n-images", type=int, default=20000)
+    parser.add_argument("--output", default=str(SHIPPED_WEIGHTS.parent),
+                        help=f"folder for {SHIPPED_WEIGHTS.name}")
     args = parser.parse_args(argv)
-    model, tokenizer = train_tiny_clip(n_steps=args.steps)
-    print("saved", save_tiny_clip(model, tokenizer, args.output))
+    if Path(args.output).suffix == ".safetensors":  # the file name of older versions
+        parser.error(f"--output is a folder ({SHIPPED_WEIGHTS.name} is written into it), "
+                     f"got {args.output!r}")
+    model, tokenizer = train_tiny_clip(n_images=args.n_images, n_steps=args.steps)
+    print("saved", save_tiny_clip(model, tokenizer, Path(args.output) / SHIPPED_WEIGHTS.name))
 
 
 if __name__ == "__main__":
