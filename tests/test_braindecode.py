@@ -72,27 +72,33 @@ def test_head_on_the_pooled_latent(make):
     assert classifier(x).shape == (2, 5) and classifier.get_config()["n_outputs"] == 5
 
 
-def test_eeg_classifier_trains_it_end_to_end():
+@pytest.mark.parametrize("make, first, decoder", [
+    (lambda: _tiny(n_outputs=2), "temporal_proj.weight", "dec_out.1.weight"),
+    (lambda: OfficialAutoencoder(n_layer=1, n_outputs=2), "Encoder.in_layer.conv.weight",
+     "Decoder.out_layer.conv.weight"),
+], ids=["ours", "authors"])
+def test_eeg_classifier_trains_it_end_to_end(make, first, decoder):
     from braindecode import EEGClassifier
 
-    rng = np.random.RandomState(0)
-    X = rng.randn(24, 6, 32).astype(np.float32)
-    y = np.arange(24) % 2
-    X[y == 1, 0] += 2.0  # an easy class signal on one channel
     torch.manual_seed(0)
-    module = _tiny(n_outputs=2)
+    module = make()
+    rng = np.random.RandomState(0)
+    n = 24 if module.n_chans < 128 else 8  # the authors' network: 41 M weights at 128 x 440
+    X = rng.randn(n, module.n_chans, module.n_times).astype(np.float32)
+    y = np.arange(n) % 2
+    X[y == 1, 0] += 2.0  # an easy class signal on one channel
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    clf = EEGClassifier(module, max_epochs=3, batch_size=8, lr=1e-2, train_split=None,
-                        optimizer=torch.optim.AdamW, verbose=0)
+    clf = EEGClassifier(module, max_epochs=3, batch_size=8, lr=1e-2 if n == 24 else 1e-4,
+                        train_split=None, optimizer=torch.optim.AdamW, verbose=0)
     clf.fit(X, y)
-    assert clf.predict_proba(X).shape == (24, 2)
+    assert clf.predict_proba(X).shape == (n, 2)
     losses = clf.history[:, "train_loss"]
     assert losses[-1] < losses[0]
     after = clf.module_.state_dict()
     # End to end: the encoder's first layer moved, not only the head; the
     # decoder gets no gradient from the classification loss.
-    assert not torch.equal(before["temporal_proj.weight"], after["temporal_proj.weight"])
-    assert torch.equal(before["dec_out.1.weight"], after["dec_out.1.weight"])
+    assert not torch.equal(before[first], after[first])
+    assert torch.equal(before[decoder], after[decoder])
 
 
 def test_eeg_classifier_builds_it_from_epochs():
