@@ -7,7 +7,8 @@ sections as they are; each standalone benchmark replaces its own with ``--result
 from pathlib import Path
 
 #: Headings of the sections written by standalone commands, in the order they appear.
-STANDALONE = ("## Stage 1 architectures", "## Stage 2 options", "## Full size")
+STANDALONE = ("## Stage 1 architectures", "## Stage 2 options", "## Full size",
+              "## Stage 2 levers")
 
 
 def _span(text, heading):

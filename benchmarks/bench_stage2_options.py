@@ -31,7 +31,9 @@ generated top-1 minus 0.9 x decoding.
 trainable parameters from their code (SD 2.1's U-Net built from the shipped
 configuration, random weights), and nothing else.
 
-Run ``python benchmarks/bench_stage2_options.py --results benchmarks/RESULTS.md``.
+Run ``python benchmarks/bench_stage2_options.py --results benchmarks/RESULTS.md``
+(section "Stage 2 options"); with ``--options "defaults,recipe='lean',n_adapt_tokens=16"``
+(the defaults and our levers only) it writes the section "Stage 2 levers" instead.
 """
 
 import argparse
@@ -53,6 +55,7 @@ from ._results import STANDALONE, write_section  # noqa: E402
 from .bench_generator import SET_LEVEL, _judge, _paired, _paired_names, _scores  # noqa: E402
 
 HEADING = STANDALONE[1]  # "## Stage 2 options"
+LEVERS_HEADING = STANDALONE[3]  # "## Stage 2 levers": a run of the defaults and LEVERS only
 REPORTED_TRAINABLE = 152.69  # M, the authors' README
 WORLD = "erp"
 # The authors' training options, alone and together (values from PAPER_STAGE2).
@@ -271,6 +274,8 @@ def report(runs, names, args):
                      "interval above 0 without the other score's below 0).")
     if worse:
         lines.append(f"Resolved worse than the defaults: {'; '.join(worse)}.")
+    if all(name in LEVERS for name in names[1:]):  # the levers' section: no authors' rows
+        return "\n".join(lines)
     left_out = [name for name in TRAINING if name not in names]
     if left_out:
         lines.append(f"Not measured alone (time): {', '.join(left_out)}; they are in '"
@@ -389,14 +394,17 @@ def main(argv=None):
     machine = (f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch "
                f"{torch.__version__}")
     spent = sum(r["fit_seconds"] + r["generate_seconds"] for rs in runs.values() for r in rs)
-    text = (f"{HEADING}\n\nCommand: `{command.strip()}` ({date.today()}, {machine}; this "
+    levers_only = all(name in LEVERS for name in names[1:])
+    heading = LEVERS_HEADING if levers_only else HEADING
+    text = (f"{heading}\n\nCommand: `{command.strip()}` ({date.today()}, {machine}; this "
             f"command {(time.perf_counter() - start) / 60:.0f} min, finetuning and sampling "
             f"of the rows {spent / 60:.0f} min when they were computed)\n\n" + report(runs, names, args)
-            + "\n\nTrainable parameters of the authors' Stage 2 (issue 15):\n\n" + table + "\n")
+            + ("\n" if levers_only else "\n\nTrainable parameters of the authors' Stage 2 "
+               "(issue 15):\n\n" + table + "\n"))
     print(text)
     if args.results:
 
-        write_section(args.results, HEADING, text)
+        write_section(args.results, heading, text)
 
 
 if __name__ == "__main__":

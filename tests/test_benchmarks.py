@@ -160,7 +160,11 @@ def test_architecture_rows_build_the_networks_they_name(small_synthetic):
 
 def test_stage2_rows_are_read_against_the_same_encoders_decoding():
     """Issue 20's goal row: generated top-1 minus 0.9 x decoding, paired per test epoch."""
-    from benchmarks.bench_stage2_options import _against_decoding, _rows, option_params
+    from benchmarks._results import STANDALONE
+    from benchmarks.bench_stage2_options import (LEVERS_HEADING, _against_decoding, _rows,
+                                                 option_params)
+
+    assert LEVERS_HEADING in STANDALONE  # python -m benchmarks keeps the levers' section
 
     assert option_params("recipe='lean'") == {"recipe": "lean"}
     assert option_params("defaults") == {}
