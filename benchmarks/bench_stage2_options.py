@@ -166,13 +166,14 @@ def _decoding(encoder, epochs, train, test):
 
 
 def _rows(runs, names):
-    """Each reported row: (label, per-seed paired scores, per-seed set-level scores)."""
+    """Each reported row: (option, label, per-seed paired scores, per-seed set-level scores)."""
     rows = []
     for name in names:
         for key in ("",) + SAMPLING * (name in RESAMPLED):
             label = _label(name) + ("" if not key else f" + sampled with their {key}="
                                     f"{_paper_value(key)!r}")
-            rows.append((label, [dict(r["sets"][key][0], image=r["image"]) for r in runs[name]],
+            rows.append((name, label,
+                         [dict(r["sets"][key][0], image=r["image"]) for r in runs[name]],
                          [r["sets"][key][1] for r in runs[name]]))
     return rows
 
@@ -188,13 +189,11 @@ def _against_decoding(runs, rows, headline, share=0.9):
              "the same test epochs (above 0: goal met).", "",
              f"| Stage-2 options | trainable parameters | {headline} / decoding "
              f"| generated - {share} x decoding [95% CI] | goal |", "|---|---|---|---|---|"]
-    trainable = {_label(name): [r["trainable"] for r in rs] for name, rs in runs.items()}
-    for label, paired, _ in rows:
+    for name, label, paired, _ in rows:
         gap = [dict(image=p["image"], gap=np.subtract(p[headline], np.multiply(share, d["top1"])))
                for p, d in zip(paired, decoding)]
         m, lo, hi = interval(gap, key="gap")
-        n = trainable.get(label.split(" + sampled")[0], [None])[0]
-        lines.append(f"| {label} | {'' if n is None else f'{n:,}'} "
+        lines.append(f"| {label} | {runs[name][0]['trainable']:,} "
                      f"| {interval(paired, key=headline)[0] / mean:.2f} "
                      f"| {m:+.3f} [{lo:+.3f}, {hi:+.3f}] "
                      f"| {'met' if lo > 0 else 'not met' if hi < 0 else 'not resolved'} |")
@@ -231,11 +230,11 @@ def report(runs, names, args):
         "| Stage-2 options | " + " | ".join(scores + SET_LEVEL[::2]) + " |",
         "|---" * (1 + len(scores) + 2) + "|"]
     rows = _rows(runs, names)
-    for label, paired, set_level in rows:
+    for _, label, paired, set_level in rows:
         cells = [_cell(*interval(paired, key=s)) for s in scores]
         cells += [f"{np.mean([v[s] for v in set_level]):.3f}" for s in SET_LEVEL[::2]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    defaults = rows[0][1]
+    defaults = rows[0][2]
     for label, key in (("shuffled-EEG control (default fit)", "shuffled"),
                        ("chance (permuted pairing)", "chance")):
         paired = [dict(r[key], image=r["image"]) for r in runs["defaults"]]
@@ -245,7 +244,7 @@ def report(runs, names, args):
               "bootstrap interval over test images):", "",
               f"| Stage-2 options | {headline} | {similarity} | verdict |", "|---|---|---|---|"]
     better, worse = [], []
-    for label, paired, _ in rows[1:]:
+    for _, label, paired, _ in rows[1:]:
         diffs = [paired_difference(paired, defaults, key=s) for s in (headline, similarity)]
         above, below = any(d[1] > 0 for d in diffs), any(d[2] < 0 for d in diffs)
         verdict = ("mixed" if above and below else "better" if above else "worse" if below
