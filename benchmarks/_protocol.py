@@ -44,6 +44,26 @@ def load_world(code, seed):
     return make_synthetic(neural_code=code, random_state=seed)
 
 
+def encoder_defaults():
+    """A digest of what ``SynapseEncoder()`` builds: its parameters, the ``'tiny'``
+    preset and the network's own defaults.
+
+    Part of the stored key of every SynapseEncoder fit, so that a change of the
+    defaults is refitted rather than read back from a cache.
+    """
+    import inspect
+
+    from mne_synapse import SynapseEncoder
+    from mne_synapse.models import PRESETS, SynapseAutoencoder
+
+    network = {name: p.default for name, p in
+               inspect.signature(SynapseAutoencoder.__init__).parameters.items()
+               if p.default is not inspect.Parameter.empty}
+    text = json.dumps(dict(estimator=SynapseEncoder().get_params(), tiny=PRESETS["tiny"],
+                           network=network), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def folds(metadata, setting, seed):
     """(train, test) epoch indices of ``setting`` for seed ``seed``."""
     split, subject = metadata.split.to_numpy(), metadata.subject.to_numpy()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: Headings of the sections written by standalone commands, in the order they appear.
 STANDALONE = ("## Stage 1 architectures", "## Stage 2 options", "## Full size",
-              "## Stage 2 levers")
+              "## Stage 2 levers", "## Stage 1 levers")
 
 
 def _span(text, heading):

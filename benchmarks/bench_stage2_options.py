@@ -20,7 +20,8 @@ unconditional context ``[0, f_adapt(0)]``, encoder dropout while finetuning,
 posterior sampling of VAE latents, EMA, their schedule (lr, warm-up, batch x
 accumulation, min-SNR gamma), all of their training options together, and
 their guidance scale (a sampling option: the same fits, sampled again); our
-levers (``LEVERS``): the ``lean`` recipe and the adapter's token count.
+levers (``LEVERS``): the ``lean`` recipe, the adapter's token count and twice the
+finetuning steps.
 
 Each row is also read against what its encoder decodes (issue 20): the same
 encoder's decoding top-1 on the same test epochs (``LogisticRegression`` on
@@ -50,7 +51,8 @@ if __package__ in (None, ""):  # run as a script: import the package's helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from ._protocol import Store, interval, load_world, paired_difference  # noqa: E402
+from ._protocol import (Store, encoder_defaults, interval, load_world,  # noqa: E402
+                        paired_difference)
 from ._results import STANDALONE, write_section  # noqa: E402
 from .bench_generator import SET_LEVEL, _judge, _paired, _paired_names, _scores  # noqa: E402
 
@@ -67,11 +69,12 @@ TRAINING = {
     "their schedule": ("lr", "warmup_steps", "batch_size", "grad_accumulation", "snr_gamma"),
 }
 ALL_TRAINING = "all of their training options"
-# Our own levers (issue 20): the lean recipe (about half the trainable weights)
-# and the adapter's token count.
+# Our own levers (issue 20): the lean recipe (about half the trainable weights),
+# the adapter's token count, and twice the finetuning steps.
 LEVERS = {
     "recipe='lean'": {"recipe": "lean"},
     "n_adapt_tokens=16": {"n_adapt_tokens": 16},
+    "max_steps=600": {"max_steps": 600},  # twice the finetuning
 }
 # Sampling options: the fits of the defaults and of all training options sampled
 # again with the authors' value (not the single options': time).
@@ -386,7 +389,8 @@ def main(argv=None):
         for seed in range(args.seeds):
             key = dict(step="stage2-options", option=name, seed=seed, steps=args.steps,
                        batch_size=args.batch_size, encoder_epochs=args.encoder_epochs,
-                       inference_steps=args.inference_steps, all=args.all_repetitions)
+                       inference_steps=args.inference_steps, all=args.all_repetitions,
+                       encoder=encoder_defaults())
             runs[name].append(store.get(key, lambda: _fit_and_score(name, seed, args,
                                                                     encoders)))
     command = "python benchmarks/bench_stage2_options.py " + shlex.join(argv or sys.argv[1:])

@@ -30,8 +30,9 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         (:class:`~mne_synapse.models.OfficialAutoencoder`): 128 x 440 EEG in, 77 x
         1024 out (ViT-H-14 targets).
     module_kwargs : dict | None
-        Overrides of the preset (e.g. ``{'widths': (32, 64, 128)}``; for
-        ``'paper'`` e.g. ``Train_AE.json``'s ``{'n_layer': 3, 'n_head': 16}``).
+        Overrides of the preset (e.g. ``{'widths': (32, 64, 128)}``, or
+        ``{'power_filters': 0}`` for no band-power tokens; for ``'paper'`` e.g.
+        ``Train_AE.json``'s ``{'n_layer': 3, 'n_head': 16}``).
     clip_model, clip_pretrained : str, str | path | None
         The CLIP model giving the targets (see :class:`~mne_synapse.clip.CLIPEmbedder`):
         ``'ViT-H-14'`` / ``'laion2b_s32b_b79k'`` for the paper, ``'tiny'`` /

@@ -182,3 +182,34 @@ def test_stage2_rows_are_read_against_the_same_encoders_decoding():
     assert defaults[1:3] == ["1,000", "1.00"] and defaults[-1].startswith("met")
     assert lean[1:3] == ["400", "0.00"] and lean[-1].startswith("not met")
     assert lean[3].startswith("-0.750")  # 0 - 0.9 x 5/6
+
+
+def test_stage1_levers_choose_on_validation_and_store_under_the_defaults(monkeypatch):
+    """A lever becomes the default only if it is ahead on validation images with a
+    paired interval above zero; the stored key of an encoder fit follows its defaults."""
+    from benchmarks.bench_encoder_levers import BASELINE, choose
+    from mne_synapse.models import PRESETS
+
+    image = [f"i{k}" for k in range(20) for _ in range(2)]
+
+    def runs(hits_per_seed):
+        return [dict(top1=hits, image=image) for hits in hits_per_seed]
+
+    levers = {BASELINE: None, "better": None, "noisy": None}
+    ahead = [1.0] * 30 + [0.0] * 10
+    behind = [1.0] * 10 + [0.0] * 30
+    results = {("val", "w", BASELINE): runs([behind, behind]),
+               ("val", "w", "better"): runs([ahead, ahead]),
+               ("val", "w", "noisy"): runs([behind, behind])}
+    chosen, means = choose(["w"], levers, results)
+    assert chosen == "better" and means["better"] == pytest.approx(0.75)
+    # Ahead in the mean only by chance (one image): the defaults stay.
+    one_more = behind[:10] + [1.0, 1.0] + behind[12:]  # image i5 right as well
+    results["val", "w", "better"] = runs([one_more, behind])
+    chosen, means = choose(["w"], levers, results)
+    assert means["better"] > means[BASELINE] and chosen == BASELINE
+
+    before = _protocol.encoder_defaults()
+    assert _protocol.encoder_defaults() == before
+    monkeypatch.setitem(PRESETS, "tiny", {**PRESETS["tiny"], "power_filters": 3})
+    assert _protocol.encoder_defaults() != before

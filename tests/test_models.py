@@ -19,7 +19,7 @@ def test_hybrid_preset_shapes_and_size():
     assert model.electrode_schedule == (128, 64, 16, 4, 1)
     n_params = count_parameters(model)
     print(f"hybrid preset: {n_params:,} parameters")
-    # 55,094,859 with these sizes; a wrong wiring moves this by millions.
+    # 55,107,811 with these sizes; a wrong wiring moves this by millions.
     assert 50e6 < n_params < 60e6
     with torch.no_grad():
         z, x_hat = model(torch.randn(2, 128, 440))
@@ -84,6 +84,8 @@ def test_bad_inputs(bad, match):
     (dict(n_res_blocks=0), "n_res_blocks must be a positive int"),
     (dict(widths=()), "widths\\[0\\]"),
     (dict(dropout=1.0), "dropout"),
+    (dict(power_filters=-1), "power_filters must be an int >= 0"),
+    (dict(power_filters=4, power_bands=0), "power_bands must be a positive int"),
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -150,3 +152,36 @@ def test_tiny_trains():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_band_power_tokens_read_power_not_phase():
+    """The band-power front end: the same oscillation at any phase gives the same
+    log power, twice the amplitude adds log(4); in the network it adds one skip
+    token per spatial filter, the latent keeps its shape, and it trains."""
+    from mne_synapse.models.band_power import BandPowerTokens
+
+    torch.manual_seed(0)
+    module = BandPowerTokens(n_chans=8, n_times=200, n_filters=3, n_bands=4, embed_dim=16)
+    t = torch.arange(200) / 250.0
+    # 20 Hz over exactly 16 cycles: the window's power does not depend on the phase.
+    waves = torch.stack([torch.sin(2 * torch.pi * 20 * t + phase) for phase in (0.0, 1.0, 2.5)])
+    x = waves[:, None, :] * torch.randn(1, 8, 1)  # one source seen on 8 channels
+    with torch.no_grad():
+        power = module.log_power(x)
+        doubled = module.log_power(2 * x)
+    assert power.shape == (3, 3, 4)
+    torch.testing.assert_close(power[1], power[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(power[2], power[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(doubled - power, torch.full_like(power, 4.0).log(), atol=1e-3,
+                               rtol=0)
+    assert module(x).shape == (3, 3, 16)
+
+    plain, banded = _tiny(power_filters=0), _tiny(power_filters=5)
+    assert plain.band_power is None
+    assert banded.token_mlp[0].linear.in_features == plain.token_mlp[0].linear.in_features + 5
+    x = torch.randn(4, 16, 32)
+    z, x_hat = banded(x)
+    assert z.shape == (4, 24, 64) and x_hat.shape == x.shape
+    (z.square().mean() + reconstruction_loss(x_hat, x)).backward()
+    assert banded.band_power.spatial.weight.grad.abs().sum() > 0
+    assert banded.band_power.temporal.weight.grad.abs().sum() > 0

@@ -3,11 +3,12 @@
 import numbers
 
 
-def check_int(value, name):
-    """Raise a ValueError unless ``value`` is a positive int (numpy integers too)."""
+def check_int(value, name, minimum=1):
+    """Raise a ValueError unless ``value`` is an int >= ``minimum`` (numpy integers too)."""
     # numbers.Integral also admits numpy integers (e.g. sizes read from arrays).
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
 
 
 def count_parameters(module, trainable_only=True):

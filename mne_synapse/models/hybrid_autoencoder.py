@@ -12,20 +12,24 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._checks import check_int
+from .band_power import BandPowerTokens
 from .eeg_module import EEGLatentModule
 
 # Electrode counts of the paper after the first level (128 -> 64 -> 16 -> 4 -> 1).
 _PAPER_ELECTRODE_TAIL = (64, 16, 4, 1)
 
 # Sizes of our network by name (the authors' network is preset "paper", see presets.py).
+# Both sizes read band power through 16 learned spatial filters: chosen on validation
+# images (benchmarks/bench_encoder_levers.py, section "Stage 1 levers" of RESULTS.md).
 PRESETS = {
     "hybrid": dict(
         widths=(64, 128, 256, 512, 1024), electrode_schedule=(128, 64, 16, 4, 1),
         n_res_blocks=2, n_heads=16, n_tokens=77, embed_dim=1024, dropout=0.5,
+        power_filters=16,
     ),
     "tiny": dict(
         widths=(32, 64), electrode_schedule=None, n_res_blocks=1, n_heads=4,
-        n_tokens=24, embed_dim=64, dropout=0.5,
+        n_tokens=24, embed_dim=64, dropout=0.5, power_filters=16,
     ),
 }
 
@@ -187,6 +191,14 @@ class SynapseAutoencoder(EEGLatentModule):
         Width of ``Z_latent`` (1024 for OpenCLIP ViT-H-14).
     dropout : float
         Dropout of the residual blocks.
+    power_filters : int
+        Spatial filters of a learned filter-bank band-power front end
+        (:class:`~mne_synapse.models.band_power.BandPowerTokens`) whose log
+        powers join the skips as ``power_filters`` more tokens; 0 (the
+        default) builds none. It reads induced (non-phase-locked) activity,
+        which the linear first layer reads poorly.
+    power_bands : int
+        Its temporal (band-pass) filters, shared by every spatial filter.
     input_window_seconds : float | None
         Window length, used with ``sfreq`` to infer ``n_times``.
     n_outputs : int | None
@@ -206,7 +218,8 @@ class SynapseAutoencoder(EEGLatentModule):
     def __init__(self, n_chans=None, n_times=None, sfreq=None, chs_info=None, *,
                  widths=(64, 128, 256, 512, 1024), electrode_schedule=None,
                  n_res_blocks=2, n_heads=16, n_tokens=77, embed_dim=1024,
-                 dropout=0.5, input_window_seconds=None, n_outputs=None):
+                 dropout=0.5, power_filters=0, power_bands=8, input_window_seconds=None,
+                 n_outputs=None):
         # braindecode checks the signal properties against each other and infers
         # the missing ones (n_chans from chs_info, n_times from the window).
         super().__init__(n_outputs=n_outputs, n_chans=n_chans, chs_info=chs_info,
@@ -215,7 +228,8 @@ class SynapseAutoencoder(EEGLatentModule):
         n_chans, n_times = self.n_chans, self.n_times
         widths = tuple(widths)
         sizes = dict(n_chans=n_chans, n_times=n_times, n_res_blocks=n_res_blocks,
-                     n_heads=n_heads, n_tokens=n_tokens, embed_dim=embed_dim)
+                     n_heads=n_heads, n_tokens=n_tokens, embed_dim=embed_dim,
+                     power_bands=power_bands)
         sizes.update({f"widths[{i}]": w for i, w in enumerate(widths or [None])})
         for name, val in sizes.items():
             check_int(val, name)
@@ -238,6 +252,8 @@ class SynapseAutoencoder(EEGLatentModule):
         self.widths, self.electrode_schedule = widths, electrode_schedule
         self.n_res_blocks, self.n_heads = n_res_blocks, n_heads
         self.n_tokens, self.embed_dim, self.dropout = n_tokens, embed_dim, dropout
+        check_int(power_filters, "power_filters", minimum=0)
+        self.power_filters, self.power_bands = int(power_filters), int(power_bands)
         sched = electrode_schedule
 
         # ---- encoder ----
@@ -250,7 +266,10 @@ class SynapseAutoencoder(EEGLatentModule):
         # ---- latent: U-Net skips of every level -> n_tokens x embed_dim ----
         self.skip_proj = nn.ModuleList([
             nn.Sequential(nn.LayerNorm(w), nn.Linear(w, embed_dim)) for w in widths])
-        n_skip_tokens = sum(sched)
+        self.band_power = (BandPowerTokens(n_chans, n_times, self.power_filters,
+                                           self.power_bands, embed_dim)
+                           if self.power_filters else None)
+        n_skip_tokens = sum(sched) + self.power_filters
         self.token_mlp = nn.Sequential(_AxisLinear(n_skip_tokens, n_tokens), nn.GELU(),
                                        _AxisLinear(n_tokens, n_tokens))
         self.latent_block = _TransformerBlock(embed_dim, n_tokens, n_heads)
@@ -337,6 +356,8 @@ class SynapseAutoencoder(EEGLatentModule):
             skips.append(self.skip_proj[i](h))
             if i < len(self.enc_down):
                 h = self.enc_down[i](h)
+        if self.band_power is not None:
+            skips.append(self.band_power(x))
         z = self.token_mlp(torch.cat(skips, dim=1))
         return self.latent_block(z)
 
