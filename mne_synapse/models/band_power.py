@@ -33,7 +33,7 @@ class BandPowerTokens(nn.Module):
         Width of each output token.
     kernel_size : int | None
         Length of the temporal filters in samples; None: ``n_times // 8``
-        (at least 3), e.g. 16 samples (64 ms) for 128 samples at 250 Hz, long
+        (at least 3, at most ``n_times``), e.g. 16 samples (64 ms) for 128 samples at 250 Hz, long
         enough to separate beta from theta.
 
     Notes
@@ -46,7 +46,8 @@ class BandPowerTokens(nn.Module):
         for name, value in dict(n_chans=n_chans, n_times=n_times, n_filters=n_filters,
                                 n_bands=n_bands, embed_dim=embed_dim).items():
             check_int(value, name)
-        kernel_size = max(3, n_times // 8) if kernel_size is None else kernel_size
+        if kernel_size is None:  # very short windows (a few samples) get one as long
+            kernel_size = min(n_times, max(3, n_times // 8))
         check_int(kernel_size, "kernel_size")
         if kernel_size > n_times:
             raise ValueError(f"kernel_size={kernel_size} is longer than the window "
