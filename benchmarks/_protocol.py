@@ -46,7 +46,7 @@ def load_world(code, seed):
 
 def encoder_defaults():
     """A digest of what ``SynapseEncoder()`` builds: its parameters, the ``'tiny'``
-    preset and the network's own defaults.
+    preset and the defaults of the network and of its band-power front end.
 
     Part of the stored key of every SynapseEncoder fit, so that a change of the
     defaults is refitted rather than read back from a cache.
@@ -55,9 +55,11 @@ def encoder_defaults():
 
     from mne_synapse import SynapseEncoder
     from mne_synapse.models import PRESETS, SynapseAutoencoder
+    from mne_synapse.models.band_power import BandPowerTokens
 
-    network = {name: p.default for name, p in
-               inspect.signature(SynapseAutoencoder.__init__).parameters.items()
+    network = {f"{cls.__name__}.{name}": p.default for cls in (SynapseAutoencoder,
+                                                               BandPowerTokens)
+               for name, p in inspect.signature(cls.__init__).parameters.items()
                if p.default is not inspect.Parameter.empty}
     text = json.dumps(dict(estimator=SynapseEncoder().get_params(), tiny=PRESETS["tiny"],
                            network=network), sort_keys=True, default=str)

@@ -32,8 +32,8 @@ if __package__ in (None, ""):  # run as a script: import the package's helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from ._protocol import (Store, fit_and_score, folds, interval, load_world,  # noqa: E402
-                        paired_difference, select)
+from ._protocol import (Store, encoder_defaults, fit_and_score, folds,  # noqa: E402
+                        interval, load_world, paired_difference, select)
 
 HEADING = "## Stage 1 architectures"
 ENCODER = "SynapseEncoder"
@@ -94,7 +94,7 @@ def run(worlds, seeds, budget, store, log=print):
             sizes[row] = encoder_parameters(build(params, n_chans, n_times))
             grid = [dict(augment=True, C=c, encoder=params) for c in (0.1, 1.0, 10.0)]
             key = dict(step="select", bench="architectures", world=code, seed=seeds[0],
-                       row=row, grid=grid, budget=budget)
+                       row=row, grid=grid, budget=budget, defaults=encoder_defaults())
             chosen[code, row] = store.get(key, lambda: select(
                 first, ENCODER, "euclidean", seeds[0], budget, grid=grid))
             log(f"[{code}] {row}: C={chosen[code, row]['params']['C']} (validation top-1 "
@@ -107,7 +107,7 @@ def run(worlds, seeds, budget, store, log=print):
                     params = chosen[code, row]["params"]
                     key = dict(step="fit", world=code, seed=seed, setting=setting,
                                model=ENCODER, alignment="EA", params=params, budget=budget,
-                               shuffled=shuffled)
+                               shuffled=shuffled, defaults=encoder_defaults())
                     result = store.get(key, lambda: fit_and_score(
                         data, ENCODER, "euclidean", params, train, test, seed, budget,
                         shuffled=shuffled))

@@ -43,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: import the package's helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from ._protocol import WORLDS, Store, interval, load_world  # noqa: E402
+from ._protocol import WORLDS, Store, encoder_defaults, interval, load_world  # noqa: E402
 
 PAPER_COUNTS = {"SYNAPSE (README)": 152.69, "DreamDiffusion": 210, "BrainVis": 195, "GWIT": 368}
 FEATURES = "tiny-CLIP image embedding (shipped, 64-d)"
@@ -369,7 +369,8 @@ def main(argv=None):
             first = (code, seed) == (worlds[0], seeds[0])
             key = dict(step="generator", world=code, seed=seed, quick=args.quick,
                        steps=args.steps, inference_steps=args.inference_steps,
-                       encoder_epochs=args.encoder_epochs, device=args.device)
+                       encoder_epochs=args.encoder_epochs, device=args.device,
+                       encoder=encoder_defaults())
             runs[code, seed] = store.get(key, lambda: _world_seed(
                 code, seed, args, memory if first else None, keep if first else None))
             print(f"[{code} seed {seed}] done", file=sys.stderr, flush=True)

@@ -32,7 +32,8 @@ if __package__ in (None, ""):  # run as a script: import the package's helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
-from ._protocol import WORLDS, Store, cosine, interval, load_world, top_k_hits  # noqa: E402
+from ._protocol import (WORLDS, Store, cosine, encoder_defaults, interval,  # noqa: E402
+                        load_world, top_k_hits)
 
 
 def _encoder(augment, epochs, seed):
@@ -88,7 +89,7 @@ def main(argv=None):
     worlds, seeds = args.worlds.split(","), list(range(args.seeds))
     clip = CLIPEmbedder("tiny", "synthetic")
     store = Store(args.cache_dir)
-    setup = dict(epochs=n_epochs, n_unseen=args.n_unseen)
+    setup = dict(epochs=n_epochs, n_unseen=args.n_unseen, encoder=encoder_defaults())
 
     def choose(code):
         """Augmentation on or off: fitted on the seen classes' train images, scored on

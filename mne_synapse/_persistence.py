@@ -172,8 +172,11 @@ def restore_encoder(cls, path, device):
         raise ValueError(f"{path} holds a {config['architecture']}, but preset="
                          f"{self.preset!r} builds a {built}; save the encoder again "
                          "with this version.")
+    kwargs = config["module_kwargs"]
+    if self.preset != "paper" and "power_filters" not in kwargs:
+        kwargs = dict(kwargs, power_filters=0)  # saved before band-power tokens existed
     try:
-        module = build_autoencoder(self.preset, **config["module_kwargs"])
+        module = build_autoencoder(self.preset, **kwargs)
         module.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:
         raise ValueError(f"Weights in {path} do not fit the saved architecture "
@@ -182,7 +185,7 @@ def restore_encoder(cls, path, device):
     return set_fitted(
         self, module, device, n_chans=config["n_chans"], n_times=config["n_times"],
         sfreq=config["sfreq"], ch_names=config["ch_names"],
-        module_kwargs=config["module_kwargs"],
+        module_kwargs=kwargs,
         scale_mean=np.asarray(config["scale_mean"], np.float32)[:, None],
         scale_std=np.asarray(config["scale_std"], np.float32)[:, None],
         subject_aware=bool(config.get("subject_aware", False)),

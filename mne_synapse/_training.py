@@ -32,7 +32,13 @@ def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
 
     user = dict(encoder.module_kwargs or {})
     if encoder.preset != "paper":
-        return {**dict(n_chans=n_chans, n_times=n_times, sfreq=sfreq), **(latent or {}), **user}
+        from .models import PRESETS
+
+        # Saved with the weights, so that a later change of the preset's default
+        # cannot break loading this network (see _persistence.restore_encoder).
+        power = dict(power_filters=PRESETS[encoder.preset].get("power_filters", 0))
+        return {**dict(n_chans=n_chans, n_times=n_times, sfreq=sfreq), **(latent or {}),
+                **power, **user}
     signal = ("n_outputs", "chs_info", "input_window_seconds", "sfreq")
     sizes = {name: param.default for name, param in
              inspect.signature(OfficialAutoencoder).parameters.items() if name not in signal}

@@ -201,13 +201,13 @@ def test_stage1_levers_choose_on_validation_and_store_under_the_defaults(monkeyp
     results = {("val", "w", BASELINE): runs([behind, behind]),
                ("val", "w", "better"): runs([ahead, ahead]),
                ("val", "w", "noisy"): runs([behind, behind])}
-    chosen, means = choose(["w"], levers, results)
-    assert chosen == "better" and means["better"] == pytest.approx(0.75)
+    chosen, means, margin = choose(["w"], levers, results)
+    assert chosen == "better" and means["better"] == pytest.approx(0.75) and margin[1] > 0
     # Ahead in the mean only by chance (one image): the defaults stay.
     one_more = behind[:10] + [1.0, 1.0] + behind[12:]  # image i5 right as well
     results["val", "w", "better"] = runs([one_more, behind])
-    chosen, means = choose(["w"], levers, results)
-    assert means["better"] > means[BASELINE] and chosen == BASELINE
+    chosen, means, margin = choose(["w"], levers, results)
+    assert means["better"] > means[BASELINE] and chosen == BASELINE and margin[1] <= 0
 
     before = _protocol.encoder_defaults()
     assert _protocol.encoder_defaults() == before

@@ -221,3 +221,33 @@ def test_checkpoint_given_as_a_path_is_saved(small_synthetic, tmp_path):
     loaded = SynapseEncoder.load(encoder.save(tmp_path / "encoder"))
     assert loaded.clip_pretrained == str(weights)
     np.testing.assert_array_equal(loaded.transform(epochs), encoder.transform(epochs))
+
+
+def test_saved_network_loads_whatever_the_presets_default(small_synthetic, tmp_path,
+                                                          monkeypatch):
+    """A folder keeps the band-power size it was fitted with; a folder saved before
+    band-power tokens existed (no ``power_filters`` in it) loads as a network without them."""
+    import json
+
+    from mne_synapse.models import PRESETS
+
+    epochs = small_synthetic.epochs[:20]
+    est = SynapseEncoder(random_state=0, verbose=False, **FAST).fit(epochs)
+    assert est.module_kwargs_["power_filters"] == PRESETS["tiny"]["power_filters"]
+    est.save(tmp_path / "now")
+    monkeypatch.setitem(PRESETS, "tiny", {**PRESETS["tiny"], "power_filters": 3})
+    np.testing.assert_allclose(SynapseEncoder.load(tmp_path / "now").transform(epochs),
+                               est.transform(epochs), rtol=1e-5, atol=1e-6)
+
+    kwargs = dict(FAST["module_kwargs"], power_filters=0)
+    old = SynapseEncoder(random_state=0, verbose=False, **dict(FAST, module_kwargs=kwargs))
+    old.fit(epochs).save(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    for entry in (config["module_kwargs"], config["params"]["module_kwargs"]):
+        del entry["power_filters"]  # as written before band-power tokens existed
+    config_path.write_text(json.dumps(config))
+    loaded = SynapseEncoder.load(tmp_path / "old")
+    assert loaded.net_.module_.band_power is None
+    np.testing.assert_allclose(loaded.transform(epochs), old.transform(epochs),
+                               rtol=1e-5, atol=1e-6)

@@ -175,6 +175,19 @@ def test_band_power_tokens_read_power_not_phase():
     torch.testing.assert_close(doubled - power, torch.full_like(power, 4.0).log(), atol=1e-3,
                                rtol=0)
     assert module(x).shape == (3, 3, 16)
+    # 'bands' normalises each filter's spectral profile (its level is gone), 'all'
+    # keeps each filter's level relative to the others (only a common level is gone).
+    power = torch.randn(2, 3, 4)
+    per_filter = torch.tensor([0.0, 1.0, 3.0])[None, :, None]  # one filter louder
+    for norm, keeps_levels in (("bands", False), ("all", True)):
+        module = BandPowerTokens(8, 200, n_filters=3, n_bands=4, embed_dim=16, norm=norm)
+        with torch.no_grad():
+            same = module.norm(power)
+            torch.testing.assert_close(module.norm(power + 2.0), same, atol=1e-5, rtol=0)
+            moved = not torch.allclose(module.norm(power + per_filter), same, atol=1e-3)
+        assert moved == keeps_levels
+    with pytest.raises(ValueError, match="norm must be"):
+        BandPowerTokens(8, 200, n_filters=3, n_bands=4, embed_dim=16, norm="filters")
 
     plain, banded = _tiny(power_filters=0), _tiny(power_filters=5)
     assert plain.band_power is None

@@ -199,6 +199,9 @@ class SynapseAutoencoder(EEGLatentModule):
         which the linear first layer reads poorly.
     power_bands : int
         Its temporal (band-pass) filters, shared by every spatial filter.
+    power_norm : ``'bands'`` | ``'all'``
+        Its LayerNorm: over each spatial filter's bands (the spectral profile)
+        or over all filters and bands (keeps each filter's level).
     input_window_seconds : float | None
         Window length, used with ``sfreq`` to infer ``n_times``.
     n_outputs : int | None
@@ -218,8 +221,8 @@ class SynapseAutoencoder(EEGLatentModule):
     def __init__(self, n_chans=None, n_times=None, sfreq=None, chs_info=None, *,
                  widths=(64, 128, 256, 512, 1024), electrode_schedule=None,
                  n_res_blocks=2, n_heads=16, n_tokens=77, embed_dim=1024,
-                 dropout=0.5, power_filters=0, power_bands=8, input_window_seconds=None,
-                 n_outputs=None):
+                 dropout=0.5, power_filters=0, power_bands=8, power_norm="bands",
+                 input_window_seconds=None, n_outputs=None):
         # braindecode checks the signal properties against each other and infers
         # the missing ones (n_chans from chs_info, n_times from the window).
         super().__init__(n_outputs=n_outputs, n_chans=n_chans, chs_info=chs_info,
@@ -267,7 +270,7 @@ class SynapseAutoencoder(EEGLatentModule):
         self.skip_proj = nn.ModuleList([
             nn.Sequential(nn.LayerNorm(w), nn.Linear(w, embed_dim)) for w in widths])
         self.band_power = (BandPowerTokens(n_chans, n_times, self.power_filters,
-                                           self.power_bands, embed_dim)
+                                           self.power_bands, embed_dim, norm=power_norm)
                            if self.power_filters else None)
         n_skip_tokens = sum(sched) + self.power_filters
         self.token_mlp = nn.Sequential(_AxisLinear(n_skip_tokens, n_tokens), nn.GELU(),
