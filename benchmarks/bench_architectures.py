@@ -86,6 +86,7 @@ def build(encoder_params, n_chans, n_times, n_tokens=24, embed_dim=64):
 def run(worlds, seeds, budget, store, log=print):
     """Choices, fits and the shuffled control of every row; returns what the table needs."""
     setting, chosen, results, controls, sizes = "multi", {}, {}, {}, {}
+    defaults = encoder_defaults()  # in the keys: new encoder defaults are refitted
     for code in worlds:
         first = load_world(code, seeds[0])
         _, n_chans, n_times = first.epochs.get_data(item=[0]).shape
@@ -94,7 +95,7 @@ def run(worlds, seeds, budget, store, log=print):
             sizes[row] = encoder_parameters(build(params, n_chans, n_times))
             grid = [dict(augment=True, C=c, encoder=params) for c in (0.1, 1.0, 10.0)]
             key = dict(step="select", bench="architectures", world=code, seed=seeds[0],
-                       row=row, grid=grid, budget=budget, defaults=encoder_defaults())
+                       row=row, grid=grid, budget=budget, defaults=defaults)
             chosen[code, row] = store.get(key, lambda: select(
                 first, ENCODER, "euclidean", seeds[0], budget, grid=grid))
             log(f"[{code}] {row}: C={chosen[code, row]['params']['C']} (validation top-1 "
@@ -107,7 +108,7 @@ def run(worlds, seeds, budget, store, log=print):
                     params = chosen[code, row]["params"]
                     key = dict(step="fit", world=code, seed=seed, setting=setting,
                                model=ENCODER, alignment="EA", params=params, budget=budget,
-                               shuffled=shuffled, defaults=encoder_defaults())
+                               shuffled=shuffled, defaults=defaults)
                     result = store.get(key, lambda: fit_and_score(
                         data, ENCODER, "euclidean", params, train, test, seed, budget,
                         shuffled=shuffled))

@@ -46,13 +46,14 @@ def run(worlds, seeds, settings, budgets, store, log=print):
     """Every choice and fit of the benchmark; returns what the tables need."""
     chosen, results, controls, references = {}, {}, {}, {}
     variants = [(name, label) for name in MODELS for label in ALIGNMENTS]
-    # SynapseEncoder's fits are stored under its defaults: new defaults are refitted.
-    versions = {name: encoder_defaults() if name == OURS[0] else None for name in MODELS}
+    # SynapseEncoder's fits are stored under its defaults (new defaults are refitted);
+    # the peers' keys stay as they were.
+    our_key = dict(defaults=encoder_defaults())
     for code in worlds:
         first = load_world(code, seeds[0])
         for name, label in variants:
             key = dict(step="select", world=code, seed=seeds[0], model=name, alignment=label,
-                       budget=budgets[name], **_version(versions[name]))
+                       budget=budgets[name], **(our_key if name == OURS[0] else {}))
             chosen[code, name, label] = store.get(key, lambda: select(
                 first, name, ALIGNMENTS[label], seeds[0], budgets[name]))
             log(f"[{code}] {name} ({label}) chosen: {chosen[code, name, label]['params']} "
@@ -68,7 +69,7 @@ def run(worlds, seeds, settings, budgets, store, log=print):
                     params = chosen[code, name, label]["params"]
                     key = dict(step="fit", world=code, seed=seed, setting=setting, model=name,
                                alignment=label, params=params, budget=budgets[name],
-                               shuffled=shuffled, **_version(versions[name]))
+                               shuffled=shuffled, **(our_key if name == OURS[0] else {}))
                     result = store.get(key, lambda: fit_and_score(
                         data, name, ALIGNMENTS[label], params, train, test, seed,
                         budgets[name], shuffled=shuffled))
@@ -79,11 +80,6 @@ def run(worlds, seeds, settings, budgets, store, log=print):
                         f" ({result['fit_time']:.0f} s)")
             del data
     return chosen, results, controls, references
-
-
-def _version(digest):
-    """The key entry of a model's defaults (none for the peers: their stored keys stay)."""
-    return {} if digest is None else dict(defaults=digest)
 
 
 def _chance(runs):
