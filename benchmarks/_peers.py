@@ -154,11 +154,12 @@ def make_model(name, alignment, params, seed, budget):
 
         augment = dict(augment_noise=0.5, augment_shift=4) if params["augment"] else dict(
             augment_noise=0.0, augment_shift=0)
-        # ``encoder``: other SynapseEncoder parameters (bench_architectures' networks).
-        return make_pipeline(
-            SynapseEncoder(max_epochs=budget, alignment=alignment, random_state=seed,
-                           verbose=False, **augment, **params.get("encoder", {})),
-            LogisticRegression(C=params["C"], max_iter=2000))
+        # ``encoder``: other SynapseEncoder parameters (bench_architectures' networks,
+        # the levers; they may also set max_epochs, e.g. for early stopping).
+        encoder = dict(max_epochs=budget, alignment=alignment, random_state=seed,
+                       verbose=False, **augment)
+        return make_pipeline(SynapseEncoder(**{**encoder, **params.get("encoder", {})}),
+                             LogisticRegression(C=params["C"], max_iter=2000))
     if name in ("EEGNet", "ShallowFBCSPNet"):
         import torch
         from braindecode import EEGClassifier

@@ -45,6 +45,12 @@ LEVERS = {
     "no band-power tokens, no augmentation": (False, _NO_POWER),
     # Second round (after the choice): the band-power tokens keep each filter's level.
     "band-power norm over all filters": (True, dict(module_kwargs=dict(power_norm="all"))),
+    # Third round: more augmentation, and longer training stopped on held-out images.
+    "channel dropout 0.1": (True, dict(augment_channel_drop=0.1)),
+    "same-image mixing 0.5": (True, dict(augment_mix=0.5)),
+    "cosine learning-rate schedule": (True, dict(lr_schedule="cosine")),
+    "30 epochs with early stopping on 20% held-out images (patience 5)": (
+        True, dict(max_epochs=30, validation_fraction=0.2, early_stopping=5)),
 }
 
 

@@ -40,11 +40,14 @@ STAGE1_SOURCES = {
     "max_epochs": (1000, "src/config/Train_AE.json: trainEpochs"),
     "batch_size": (32, "src/config/Train_AE.json: batch_size"),
     "lr": (1e-4, "src/config/Train_AE.json: learningRate (AdamW, betas 0.9/0.999)"),
+    "lr_schedule": (None, "src/trainer/eeg_ae_SD2_blip_trainer.py: a constant learning rate"),
     "weight_decay": (0.01, "src/trainer/eeg_ae_SD2_blip_trainer.py: torch.optim.AdamW "
                            "at its default"),
     "grad_clip": (1.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: clip_grad_norm_(..., 1.0)"),
     "augment_noise": (0.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
     "augment_shift": (0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
+    "augment_channel_drop": (0.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
+    "augment_mix": (0.0, "src/trainer/eeg_ae_SD2_blip_trainer.py: no augmentation"),
     "alignment": (None, "src/datalibs/dataset.py: EEGPrepDataset feeds the stored "
                         "(preprocessed) values as they are"),
 }

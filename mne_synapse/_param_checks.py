@@ -24,11 +24,14 @@ def check_encoder_params(encoder):
     # The loss, targets, optimisation and network.
     check_option(encoder.text_layer, "text_layer", ("penultimate", "last"))
     check_option(encoder.cosine_axis, "cosine_axis", ("features", "tokens"))
+    check_option(encoder.lr_schedule, "lr_schedule", ("cosine", None))
     for name in ("recon_weight", "align_weight", "contrastive_weight", "lr",
                  "weight_decay", "grad_clip", "augment_noise", "augment_shift"):
         check_number(getattr(encoder, name), name)
     if encoder.recon_weight + encoder.align_weight + encoder.contrastive_weight == 0:
         raise ValueError("At least one of the loss weights must be > 0.")
+    check_number(encoder.augment_channel_drop, "augment_channel_drop", "[0, 1)")
+    check_number(encoder.augment_mix, "augment_mix", "[0, 1]")
     for name in ("max_epochs", "batch_size"):
         check_int(getattr(encoder, name), name)
     check_number(encoder.validation_fraction, "validation_fraction", "[0, 1)")

@@ -10,6 +10,7 @@ files, :mod:`.interop.official`) end in :func:`set_fitted`, with the same net.
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from skorch.hf import AccelerateMixin
 
 from . import _inputs
@@ -120,6 +121,8 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
         callbacks = list(encoder.callbacks or [])
         if encoder.accelerator is None:  # else the net clips, after unscaling fp16 gradients
             callbacks.insert(0, ("grad_clip", GradientNormClipping(encoder.grad_clip or np.inf)))
+        if encoder.lr_schedule == "cosine":
+            callbacks.append(("lr_schedule", CosineSchedule(encoder.max_epochs)))
         train_split = None
         if encoder.validation_fraction > 0:
             column = 0 if image_table is not None else 1  # hold out images, else captions
@@ -158,6 +161,10 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
         )
         net.image_table_, net.text_table_ = image_table, text_table
         net.augment_noise, net.augment_shift = encoder.augment_noise, int(encoder.augment_shift)
+        net.augment_channel_drop = encoder.augment_channel_drop
+        net.augment_mix = encoder.augment_mix
+        # Same-stimulus mixing pairs an epoch with another of its image (else caption).
+        net.stimulus_ = unique_pairs[np.ravel(pair_of_epoch), 0 if image_table is not None else 1]
         net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])
         net.pair_text_ = torch.as_tensor(unique_pairs[:, 1])
         net.initialize()
@@ -174,10 +181,29 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
             dataset = EEGDataset(data, encoder.scale_mean_, encoder.scale_std_,
                                  pair_of_epoch.astype(np.int64))
             net.partial_fit(dataset, None, epochs=encoder.max_epochs - done)
-    net.image_table_ = net.text_table_ = None
+    net.image_table_ = net.text_table_ = net.stimulus_ = None
     if train_split is not None:
         train_split.groups = None
     return net
+
+
+class CosineSchedule(Callback):
+    """Cosine decay of the learning rate from ``net.lr`` to 0 over ``max_epochs``.
+
+    The epoch is read off the net's history, so a run resumed from a checkpoint
+    (whose history is restored) continues the schedule where it stopped, which
+    skorch's ``LRScheduler`` (counting from each ``fit``) would restart.
+    """
+
+    def __init__(self, max_epochs):
+        self.max_epochs = max_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history) - 1  # the net opened this epoch's row before the callbacks
+        lr = float(net.lr * 0.5 * (1.0 + np.cos(np.pi * epoch / self.max_epochs)))
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+        net.history.record("lr", lr)
 
 
 class SynapseNet(NeuralNet):
@@ -190,17 +216,35 @@ class SynapseNet(NeuralNet):
 
     augment_noise = 0.0
     augment_shift = 0
+    augment_channel_drop = 0.0
+    augment_mix = 0.0
+    stimulus_ = None
 
     def _augment(self, Xi):
         # Augmentation: with ~10 trials per training image the encoder would
         # otherwise memorise the training images (held-out accuracy on the
         # synthetic set: 0.45 without, 0.57 with noise 0.5 and shifts of 4).
+        # Each option draws from torch's generator only when on, so turning one
+        # on leaves the others' draws, and an unaugmented run, as they were.
         if self.augment_noise:
             Xi = Xi + self.augment_noise * torch.randn_like(Xi)
         if self.augment_shift:
             shift = int(torch.randint(-self.augment_shift, self.augment_shift + 1, (1,)))
             Xi = torch.roll(Xi, shift, dims=-1)
+        if self.augment_channel_drop:
+            from braindecode.augmentation.functional import channels_dropout
+
+            # braindecode draws with numpy: seed it from torch's generator, which
+            # random_state and resumed checkpoints control.
+            rng = np.random.RandomState(int(torch.randint(2**31 - 1, (1,))))
+            Xi, _ = channels_dropout(Xi, None, self.augment_channel_drop, random_state=rng)
         return Xi
+
+    def get_iterator(self, dataset, training=False):
+        if training and self.augment_mix and self.stimulus_ is not None:
+            rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,))))
+            dataset = SameStimulusMix(dataset, self.stimulus_, self.augment_mix, rng)
+        return super().get_iterator(dataset, training=training)
 
     def train_step_single(self, batch, **fit_params):
         Xi, yi = batch
@@ -237,6 +281,58 @@ class EEGDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         return self.__getitems__([index])[0]
+
+
+class SameStimulusMix(torch.utils.data.Dataset):
+    """Training view of an :class:`EEGDataset` (or a ``Subset`` of one) that mixes
+    trials of the same stimulus: with probability ``probability`` an epoch becomes
+    ``lam * x + (1 - lam) * x_other``, ``lam ~ U(0, 1)``, ``x_other`` another epoch
+    of its stimulus in the same view (so never a validation epoch).
+
+    The stimulus response is kept and the trial noise averaged down (its
+    variance by 1/3 on average), a cheap form of the trial averaging EEG-image
+    work applies at test time. Epochs alone with their stimulus are left as they are.
+    """
+
+    def __init__(self, dataset, stimulus, probability, rng):
+        from torch.utils.data import Subset
+
+        self.dataset, self.probability, self.rng = dataset, probability, rng
+        rows = (np.asarray(dataset.indices) if isinstance(dataset, Subset)
+                else np.arange(len(dataset)))
+        groups = np.asarray(stimulus)[rows]
+        self.order = np.argsort(groups, kind="stable")  # positions grouped by stimulus
+        _, first, count = np.unique(groups[self.order], return_index=True, return_counts=True)
+        group_of = np.empty(len(groups), dtype=np.int64)
+        group_of[self.order] = np.repeat(np.arange(len(first)), count)
+        self.rank = np.empty(len(groups), dtype=np.int64)  # place within its group
+        self.rank[self.order] = np.arange(len(groups)) - np.repeat(first, count)
+        self.first, self.count = first[group_of], count[group_of]
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitems__(self, positions):
+        positions = np.asarray(positions)
+        items = self.dataset.__getitems__(positions.tolist())
+        count = self.count[positions]
+        chosen = np.flatnonzero((self.rng.random(len(positions)) < self.probability)
+                                & (count > 1))
+        if len(chosen) == 0:
+            return items
+        # Another member of the group: a uniform draw that skips the epoch itself.
+        other = self.rng.integers(count[chosen] - 1)
+        other += other >= self.rank[positions[chosen]]
+        partners = self.order[self.first[positions[chosen]] + other]
+        lam = self.rng.random(len(chosen)).astype(np.float32)
+        for i, lam_i, (x_other, _) in zip(chosen, lam,
+                                          self.dataset.__getitems__(partners.tolist())):
+            x, y = items[i]
+            items[i] = (lam_i * x + (1 - lam_i) * x_other, y)
+        return items
+
+    def __getitem__(self, position):
+        return self.__getitems__([position])[0]
 
 
 class AcceleratedSynapseNet(AccelerateMixin, SynapseNet):

@@ -62,6 +62,10 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
     max_epochs, batch_size, lr, weight_decay, grad_clip : int, int, float, float, float
         AdamW training. The defaults suit the tiny preset on a CPU; the paper
         trained up to 1000 epochs with batch 32, lr 1e-4, clip 1.0.
+    lr_schedule : None | ``'cosine'``
+        None keeps ``lr`` constant (as the paper); ``'cosine'`` decays it to 0
+        over ``max_epochs`` (cosine annealing, per epoch; measured in
+        ``benchmarks/bench_encoder_levers.py``).
     augment_noise : float
         Standard deviation of Gaussian noise added to the training batches,
         in units of the per-channel standardised signal (0 disables it).
@@ -69,6 +73,15 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         Largest circular shift of training batches along time, in samples
         (0 disables it). Not in the paper; ``benchmarks/bench_encoder.py``
         chooses both on or both off on validation images.
+    augment_channel_drop : float
+        Probability of zeroing each channel of a training epoch (braindecode's
+        ``channels_dropout``; 0 disables it).
+    augment_mix : float
+        Probability that a training epoch is replaced by a random mix
+        ``lam * x + (1 - lam) * x_other`` (``lam ~ U(0, 1)``) with another
+        training epoch of the same stimulus image: the response is kept, the
+        trial noise averaged down (0 disables it). Both are measured in
+        ``benchmarks/bench_encoder_levers.py``.
     alignment : ``'euclidean'`` | None
         Input layer that makes subjects alike: each subject's epochs are
         multiplied by the inverse square root of that subject's mean spatial
@@ -158,8 +171,9 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
                  learn_temperature=True, cosine_axis="features",
                  caption_template="a photo of a {}", image_column="image_path",
                  caption_column="caption", output="pooled", max_epochs=40,
-                 batch_size=32, lr=3e-3, weight_decay=1e-2, grad_clip=1.0,
-                 augment_noise=0.5, augment_shift=4, alignment="euclidean",
+                 batch_size=32, lr=3e-3, lr_schedule=None, weight_decay=1e-2, grad_clip=1.0,
+                 augment_noise=0.5, augment_shift=4, augment_channel_drop=0.0,
+                 augment_mix=0.0, alignment="euclidean",
                  alignment_shrinkage=0.1, subject_column="subject", validation_fraction=0.0,
                  early_stopping=None, warm_start=False, callbacks=None, checkpoint_dir=None,
                  device="cpu", accelerator=None, cache_dir=None, random_state=None,
@@ -182,10 +196,13 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.augment_noise = augment_noise
         self.augment_shift = augment_shift
+        self.augment_channel_drop = augment_channel_drop
+        self.augment_mix = augment_mix
         self.alignment = alignment
         self.alignment_shrinkage = alignment_shrinkage
         self.subject_column = subject_column

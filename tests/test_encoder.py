@@ -48,6 +48,59 @@ def test_augmentation_changes_training(small_synthetic):
     assert not np.allclose(plain, augmented)
 
 
+@pytest.mark.parametrize("option", [dict(augment_channel_drop=0.3), dict(augment_mix=1.0)])
+def test_channel_dropout_and_mixing_change_training_reproducibly(small_synthetic, option):
+    epochs = small_synthetic.epochs[:30]
+    plain = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
+    runs = [SynapseEncoder(random_state=3, verbose=False, **option, **FAST).fit(epochs)
+            for _ in range(2)]
+    assert not np.allclose(plain, runs[0].transform(epochs))
+    np.testing.assert_array_equal(runs[0].transform(epochs), runs[1].transform(epochs))
+
+
+def test_cosine_schedule_decays_the_learning_rate(small_synthetic):
+    est = SynapseEncoder(random_state=0, verbose=False, lr_schedule="cosine",
+                         **dict(FAST, max_epochs=4)).fit(small_synthetic.epochs[:30])
+    expected = [est.lr * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in range(4)]
+    np.testing.assert_allclose(est.history_[:, "lr"], expected)
+    assert est.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(expected[-1])
+    with pytest.raises(ValueError, match="lr_schedule must be 'cosine' or None"):
+        SynapseEncoder(lr_schedule="step").fit(small_synthetic.epochs)
+
+
+def test_same_stimulus_mix_mixes_within_the_view_and_stimulus():
+    import torch
+    from torch.utils.data import Subset
+
+    from mne_synapse._training import EEGDataset, SameStimulusMix
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((24, 3, 5)).astype(np.float32)
+    stimulus = np.repeat(np.arange(6), 4)
+    view_rows = np.flatnonzero(stimulus != 0)  # stimulus 0 held out (validation)
+    view_rows = view_rows[view_rows != 7]  # stimulus 1 keeps 3 epochs
+    view_rows = np.append(view_rows[view_rows // 4 != 2], 8)  # stimulus 2: one epoch
+    dataset = Subset(EEGDataset(data, 0.0, 1.0, np.arange(24)), view_rows)
+    view = SameStimulusMix(dataset, stimulus, 1.0, np.random.default_rng(1))
+    for _ in range(5):
+        for position, (x, pair) in enumerate(view.__getitems__(list(range(len(view))))):
+            row = view_rows[position]
+            assert pair == row  # labels untouched
+            if row == 8:  # alone with its stimulus: left as it is
+                np.testing.assert_array_equal(x, data[8])
+                continue
+            others = [r for r in view_rows if stimulus[r] == stimulus[row] and r != row]
+            # x lies on a segment between the epoch and another of its stimulus in the view
+            fits = []
+            for other in others:
+                step = data[row] - data[other]
+                lam = float(np.sum((x - data[other]) * step) / np.sum(step * step))
+                fits.append(0 <= lam <= 1 and np.allclose(x, data[other] + lam * step,
+                                                          atol=1e-5))
+            assert any(fits)
+    assert len(view) == len(dataset) and torch.is_tensor(torch.as_tensor(view[0][0]))
+
+
 def test_same_random_state_same_output(small_synthetic):
     epochs = small_synthetic.epochs[:30]
     a = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)

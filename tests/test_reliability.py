@@ -255,9 +255,10 @@ def _crash_at_epoch(n):
     return CrashAt()
 
 
-def test_resume_gives_the_uninterrupted_weights(epochs, tmp_path):
+@pytest.mark.parametrize("lr_schedule", [None, "cosine"])
+def test_resume_gives_the_uninterrupted_weights(epochs, tmp_path, lr_schedule):
     params = dict(random_state=3, max_epochs=3, validation_fraction=0.2,
-                  uncertainty_weighting=True, **TINY)
+                  uncertainty_weighting=True, lr_schedule=lr_schedule, **TINY)
     full = SynapseEncoder(**params).fit(epochs)
 
     folder = tmp_path / "ckpt"
