@@ -44,13 +44,6 @@ def load_world(code, seed):
     return make_synthetic(neural_code=code, random_state=seed)
 
 
-# Options added after fits were stored, whose default is "off": off, they train
-# exactly as before they existed (no callback, no random draw), so the digest
-# leaves them out and those fits stay valid; a default turned on changes it.
-_OFF = {"augment_channel_drop": 0.0, "augment_mix": 0.0, "lr_schedule": None}
-_KEEP = object()
-
-
 def encoder_defaults():
     """A digest of what ``SynapseEncoder()`` builds: its parameters, the ``'tiny'``
     preset and the defaults of the network and of its band-power front end.
@@ -68,8 +61,11 @@ def encoder_defaults():
                                                                BandPowerTokens)
                for name, p in inspect.signature(cls.__init__).parameters.items()
                if p.default is not inspect.Parameter.empty}
-    estimator = {name: value for name, value in SynapseEncoder().get_params().items()
-                 if _OFF.get(name, _KEEP) != value}
+    from mne_synapse._training import without_options_off
+
+    # Options that are off train as before they existed: fits stored before them
+    # stay valid; a default turned on changes the digest.
+    estimator = without_options_off(SynapseEncoder().get_params())
     text = json.dumps(dict(estimator=estimator, tiny=PRESETS["tiny"],
                            network=network), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

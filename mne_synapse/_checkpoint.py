@@ -14,6 +14,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
+from ._training import without_options_off
 from .utils import atomic_write, fingerprint
 
 _FORMAT_VERSION = 1
@@ -28,10 +29,14 @@ def checkpoint_file(encoder, seed, shape, pair_of_epoch, unique_pairs, image_tab
     """``(file, fingerprint)`` of the checkpoint of an encoder's training run.
 
     The fingerprint hashes everything the trajectory depends on: the
-    parameters (but :data:`_RESUMABLE`), the seed, the signal and the CLIP
+    parameters (but :data:`_RESUMABLE`, and options that are off, so that
+    checkpoints from before they existed still resume), the seed, the signal and the CLIP
     targets; the file lives in a sub-folder of ``checkpoint_dir`` named by it.
     """
-    params = {k: v for k, v in encoder.get_params().items() if k not in _RESUMABLE}
+    # A schedule over max_epochs changes with it: then a longer run is another run.
+    resumable = _RESUMABLE - ({"max_epochs"} if encoder.lr_schedule else set())
+    params = {k: v for k, v in without_options_off(encoder.get_params()).items()
+              if k not in resumable}
     run = fingerprint(
         dict(params, seed=seed, shape=shape, sfreq=encoder.sfreq_, ch_names=encoder.ch_names_),
         encoder.scale_mean_, encoder.scale_std_, pair_of_epoch, unique_pairs,

@@ -17,6 +17,18 @@ from . import _inputs
 from .utils import LogSink, is_verbose
 
 
+# Options added after checkpoints and stored fits existed, at the value that
+# trains exactly as before them (no callback, no random draw): fingerprints of a
+# run leave them out when they have it, so those checkpoints and fits stay valid.
+OPTIONS_OFF = {"augment_channel_drop": 0.0, "augment_mix": 0.0, "lr_schedule": None}
+
+
+def without_options_off(params):
+    """``params`` without the :data:`OPTIONS_OFF` options that are off."""
+    return {name: value for name, value in params.items()
+            if name not in OPTIONS_OFF or OPTIONS_OFF[name] != value}
+
+
 def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
     """The ``module_kwargs_`` of a fit: the preset's network sized for the data and targets.
 
@@ -162,7 +174,7 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
         net.image_table_, net.text_table_ = image_table, text_table
         net.augment_noise, net.augment_shift = encoder.augment_noise, int(encoder.augment_shift)
         net.augment_channel_drop = encoder.augment_channel_drop
-        net.augment_mix = encoder.augment_mix
+        net.augment_mix, net.augment_seed = encoder.augment_mix, seed
         # Same-stimulus mixing pairs an epoch with another of its image (else caption).
         net.stimulus_ = unique_pairs[np.ravel(pair_of_epoch), 0 if image_table is not None else 1]
         net.pair_image_ = torch.as_tensor(unique_pairs[:, 0])
@@ -188,11 +200,12 @@ def train_encoder(encoder, data, pair_of_epoch, unique_pairs, image_table, text_
 
 
 class CosineSchedule(Callback):
-    """Cosine decay of the learning rate from ``net.lr`` to 0 over ``max_epochs``.
+    """Cosine decay of the learning rate, per epoch: ``lr * (1 + cos(pi * e / max_epochs)) / 2``
+    at epoch ``e`` (0-based), from ``net.lr`` towards 0.
 
-    The epoch is read off the net's history, so a run resumed from a checkpoint
-    (whose history is restored) continues the schedule where it stopped, which
-    skorch's ``LRScheduler`` (counting from each ``fit``) would restart.
+    A plain function of the epoch number read off the net's history: a run
+    resumed from a checkpoint (whose history is restored) continues the
+    schedule where it stopped, and there is no scheduler state to save.
     """
 
     def __init__(self, max_epochs):
@@ -218,6 +231,7 @@ class SynapseNet(NeuralNet):
     augment_shift = 0
     augment_channel_drop = 0.0
     augment_mix = 0.0
+    augment_seed = 0
     stimulus_ = None
 
     def _augment(self, Xi):
@@ -242,8 +256,8 @@ class SynapseNet(NeuralNet):
 
     def get_iterator(self, dataset, training=False):
         if training and self.augment_mix and self.stimulus_ is not None:
-            rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,))))
-            dataset = SameStimulusMix(dataset, self.stimulus_, self.augment_mix, rng)
+            dataset = SameStimulusMix(dataset, self.stimulus_, self.augment_mix,
+                                      self.augment_seed, self.history)
         return super().get_iterator(dataset, training=training)
 
     def train_step_single(self, batch, **fit_params):
@@ -292,12 +306,16 @@ class SameStimulusMix(torch.utils.data.Dataset):
     The stimulus response is kept and the trial noise averaged down (its
     variance by 1/3 on average), a cheap form of the trial averaging EEG-image
     work applies at test time. Epochs alone with their stimulus are left as they are.
+    The draws of a training epoch come from ``(seed, epoch number)``, the epoch
+    number read off ``history``: a run resumed from a checkpoint (which restores
+    the history) mixes as the uninterrupted one, and no other draw moves.
     """
 
-    def __init__(self, dataset, stimulus, probability, rng):
+    def __init__(self, dataset, stimulus, probability, seed, history):
         from torch.utils.data import Subset
 
-        self.dataset, self.probability, self.rng = dataset, probability, rng
+        self.dataset, self.probability = dataset, probability
+        self.seed, self.history, self.epoch, self.rng = seed, history, None, None
         rows = (np.asarray(dataset.indices) if isinstance(dataset, Subset)
                 else np.arange(len(dataset)))
         groups = np.asarray(stimulus)[rows]
@@ -313,6 +331,9 @@ class SameStimulusMix(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitems__(self, positions):
+        if self.epoch != len(self.history):
+            self.epoch = len(self.history)
+            self.rng = np.random.default_rng([int(self.seed), self.epoch])
         positions = np.asarray(positions)
         items = self.dataset.__getitems__(positions.tolist())
         count = self.count[positions]

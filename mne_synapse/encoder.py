@@ -63,9 +63,9 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         AdamW training. The defaults suit the tiny preset on a CPU; the paper
         trained up to 1000 epochs with batch 32, lr 1e-4, clip 1.0.
     lr_schedule : None | ``'cosine'``
-        None keeps ``lr`` constant (as the paper); ``'cosine'`` decays it to 0
-        over ``max_epochs`` (cosine annealing, per epoch; measured in
-        ``benchmarks/bench_encoder_levers.py``).
+        None keeps ``lr`` constant (as the paper); ``'cosine'`` anneals it per
+        epoch, ``lr * (1 + cos(pi * epoch / max_epochs)) / 2``, towards 0
+        (measured in ``benchmarks/bench_encoder_levers.py``).
     augment_noise : float
         Standard deviation of Gaussian noise added to the training batches,
         in units of the per-channel standardised signal (0 disables it).
@@ -79,8 +79,9 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
     augment_mix : float
         Probability that a training epoch is replaced by a random mix
         ``lam * x + (1 - lam) * x_other`` (``lam ~ U(0, 1)``) with another
-        training epoch of the same stimulus image: the response is kept, the
-        trial noise averaged down (0 disables it). Both are measured in
+        training epoch of the same stimulus image (of the same caption when
+        there are no images): the response is kept, the trial noise averaged
+        down (0 disables it). Both are measured in
         ``benchmarks/bench_encoder_levers.py``.
     alignment : ``'euclidean'`` | None
         Input layer that makes subjects alike: each subject's epochs are
@@ -109,14 +110,14 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         trains its network further, keeping its input scaling and alignment,
         instead of starting afresh.
     callbacks : list of (name, skorch.callbacks.Callback) | None
-        Extra skorch callbacks, e.g. ``[("ckpt", Checkpoint(dirname=...)),
-        ("lr", LRScheduler("CosineAnnealingLR", T_max=40))]``. Gradient
-        clipping and early stopping are already set by the parameters above.
+        Extra skorch callbacks, e.g. ``[("ckpt", Checkpoint(dirname=...))]``.
+        Gradient clipping, early stopping and the learning-rate schedule are
+        already set by the parameters above.
     checkpoint_dir : path-like | None
         Folder for resumable training: after every epoch the whole training state
         is saved there atomically, in a sub-folder named by a hash of parameters and
-        data; a later ``fit`` with the same ones (``max_epochs``, ``verbose``,
-        ``device``, ``callbacks`` may differ) continues and ends with the weights of
+        data; a later ``fit`` with the same ones (``max_epochs`` unless
+        ``lr_schedule`` is set, ``verbose``, ``device``, ``callbacks`` may differ) continues and ends with the weights of
         a run never stopped (a finished run is restored; delete the folder to start
         over). Needs an integer ``random_state``; early stopping restarts its
         patience on resume, and extra ``callbacks`` must keep their own state.

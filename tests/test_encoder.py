@@ -49,13 +49,29 @@ def test_augmentation_changes_training(small_synthetic):
 
 
 @pytest.mark.parametrize("option", [dict(augment_channel_drop=0.3), dict(augment_mix=1.0)])
-def test_channel_dropout_and_mixing_change_training_reproducibly(small_synthetic, option):
+def test_channel_dropout_and_mixing_train_reproducibly(small_synthetic, option):
     epochs = small_synthetic.epochs[:30]
-    plain = SynapseEncoder(random_state=3, verbose=False, **FAST).fit(epochs).transform(epochs)
     runs = [SynapseEncoder(random_state=3, verbose=False, **option, **FAST).fit(epochs)
             for _ in range(2)]
-    assert not np.allclose(plain, runs[0].transform(epochs))
     np.testing.assert_array_equal(runs[0].transform(epochs), runs[1].transform(epochs))
+
+
+def test_channel_dropout_zeroes_whole_channels_at_its_rate():
+    import torch
+
+    from mne_synapse._training import SynapseNet
+
+    net = SynapseNet.__new__(SynapseNet)  # _augment reads the augment_* attributes only
+    net.augment_channel_drop = 0.3
+    x = torch.randn(64, 128, 10) + 5.0  # no sample is 0 by chance
+    torch.manual_seed(0)
+    out = net._augment(x)
+    factor = out / x  # braindecode's mask: a steep sigmoid, 0 or 1 but near the rate
+    torch.testing.assert_close(factor, factor[..., :1].expand_as(factor))  # whole channels
+    assert 0.25 < (factor[..., 0] < 0.01).float().mean() < 0.35
+    assert 0.65 < (factor[..., 0] > 0.99).float().mean() < 0.75
+    torch.manual_seed(0)
+    torch.testing.assert_close(net._augment(x), out)  # drawn from torch's generator
 
 
 def test_cosine_schedule_decays_the_learning_rate(small_synthetic):
@@ -69,7 +85,6 @@ def test_cosine_schedule_decays_the_learning_rate(small_synthetic):
 
 
 def test_same_stimulus_mix_mixes_within_the_view_and_stimulus():
-    import torch
     from torch.utils.data import Subset
 
     from mne_synapse._training import EEGDataset, SameStimulusMix
@@ -81,14 +96,25 @@ def test_same_stimulus_mix_mixes_within_the_view_and_stimulus():
     view_rows = view_rows[view_rows != 7]  # stimulus 1 keeps 3 epochs
     view_rows = np.append(view_rows[view_rows // 4 != 2], 8)  # stimulus 2: one epoch
     dataset = Subset(EEGDataset(data, 0.0, 1.0, np.arange(24)), view_rows)
-    view = SameStimulusMix(dataset, stimulus, 1.0, np.random.default_rng(1))
+    history = []  # its length is the epoch number
+    view = SameStimulusMix(dataset, stimulus, 1.0, seed=1, history=history)
+    first = [x for x, _ in view.__getitems__(list(range(len(view))))]
+    history.append({})  # next epoch: other draws
+    second = [x for x, _ in view.__getitems__(list(range(len(view))))]
+    assert not np.allclose(np.stack(first), np.stack(second))
+    history.pop()  # the first epoch again (a resumed run): the same draws
+    fresh = SameStimulusMix(dataset, stimulus, 1.0, seed=1, history=history)
+    again = [x for x, _ in fresh.__getitems__(list(range(len(view))))]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
     for _ in range(5):
+        history.append({})
         for position, (x, pair) in enumerate(view.__getitems__(list(range(len(view))))):
             row = view_rows[position]
             assert pair == row  # labels untouched
             if row == 8:  # alone with its stimulus: left as it is
                 np.testing.assert_array_equal(x, data[8])
                 continue
+            assert not np.allclose(x, data[row])  # probability 1: every other epoch mixed
             others = [r for r in view_rows if stimulus[r] == stimulus[row] and r != row]
             # x lies on a segment between the epoch and another of its stimulus in the view
             fits = []
@@ -98,7 +124,7 @@ def test_same_stimulus_mix_mixes_within_the_view_and_stimulus():
                 fits.append(0 <= lam <= 1 and np.allclose(x, data[other] + lam * step,
                                                           atol=1e-5))
             assert any(fits)
-    assert len(view) == len(dataset) and torch.is_tensor(torch.as_tensor(view[0][0]))
+    assert len(view) == len(dataset)
 
 
 def test_same_random_state_same_output(small_synthetic):

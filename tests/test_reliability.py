@@ -255,10 +255,10 @@ def _crash_at_epoch(n):
     return CrashAt()
 
 
-@pytest.mark.parametrize("lr_schedule", [None, "cosine"])
-def test_resume_gives_the_uninterrupted_weights(epochs, tmp_path, lr_schedule):
+@pytest.mark.parametrize("options", [{}, dict(lr_schedule="cosine"), dict(augment_mix=0.5)])
+def test_resume_gives_the_uninterrupted_weights(epochs, tmp_path, options):
     params = dict(random_state=3, max_epochs=3, validation_fraction=0.2,
-                  uncertainty_weighting=True, lr_schedule=lr_schedule, **TINY)
+                  uncertainty_weighting=True, **options, **TINY)
     full = SynapseEncoder(**params).fit(epochs)
 
     folder = tmp_path / "ckpt"
@@ -291,6 +291,11 @@ def test_resume_with_more_epochs_and_separate_runs(epochs, tmp_path):
     SynapseEncoder(max_epochs=1, checkpoint_dir=folder, **params).fit(epochs[:30])
     SynapseEncoder(max_epochs=1, checkpoint_dir=folder, **dict(params, random_state=5)).fit(epochs)
     assert len(list(folder.glob("*/checkpoint.pt"))) == 3
+    # A cosine schedule is laid over max_epochs: a longer run is another run.
+    for max_epochs in (1, 2):
+        SynapseEncoder(max_epochs=max_epochs, checkpoint_dir=folder, lr_schedule="cosine",
+                       **params).fit(epochs)
+    assert len(list(folder.glob("*/checkpoint.pt"))) == 5
 
 
 # -- lazy input ----------------------------------------------------------------
