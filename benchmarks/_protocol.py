@@ -61,7 +61,7 @@ def encoder_defaults():
                                                                BandPowerTokens)
                for name, p in inspect.signature(cls.__init__).parameters.items()
                if p.default is not inspect.Parameter.empty}
-    from mne_synapse._training import without_options_off
+    from mne_synapse._param_checks import without_options_off
 
     # Options that are off train as before they existed: fits stored before them
     # stay valid; a default turned on changes the digest.

@@ -14,7 +14,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from ._training import without_options_off
+from ._param_checks import without_options_off
 from .utils import atomic_write, fingerprint
 
 _FORMAT_VERSION = 1

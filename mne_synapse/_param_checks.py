@@ -3,12 +3,25 @@
 Each check raises a ValueError or TypeError naming the parameter, the value and
 what is allowed (the helpers of :mod:`._inputs`), before any data or model is
 loaded. The order of the checks is the order of the errors a user meets.
+Also :func:`without_options_off`, the parameters that fingerprint a training run.
 """
 
 import numpy as np
 
 from ._inputs import (check_accelerator, check_device, check_int, check_module_kwargs,
                       check_number, check_option)
+
+
+# Options added after checkpoints and stored fits existed, at the value that
+# trains exactly as before them (no callback, no random draw): fingerprints of a
+# run leave them out when they have it, so those checkpoints and fits stay valid.
+OPTIONS_OFF = {"augment_channel_drop": 0.0, "augment_mix": 0.0, "lr_schedule": None}
+
+
+def without_options_off(params):
+    """``params`` without the :data:`OPTIONS_OFF` options that are off."""
+    return {name: value for name, value in params.items()
+            if name not in OPTIONS_OFF or OPTIONS_OFF[name] != value}
 
 
 def check_encoder_params(encoder):

@@ -17,18 +17,6 @@ from . import _inputs
 from .utils import LogSink, is_verbose
 
 
-# Options added after checkpoints and stored fits existed, at the value that
-# trains exactly as before them (no callback, no random draw): fingerprints of a
-# run leave them out when they have it, so those checkpoints and fits stay valid.
-OPTIONS_OFF = {"augment_channel_drop": 0.0, "augment_mix": 0.0, "lr_schedule": None}
-
-
-def without_options_off(params):
-    """``params`` without the :data:`OPTIONS_OFF` options that are off."""
-    return {name: value for name, value in params.items()
-            if name not in OPTIONS_OFF or OPTIONS_OFF[name] != value}
-
-
 def module_kwargs_for(encoder, n_chans, n_times, sfreq, latent=None):
     """The ``module_kwargs_`` of a fit: the preset's network sized for the data and targets.
 

@@ -63,26 +63,16 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         AdamW training. The defaults suit the tiny preset on a CPU; the paper
         trained up to 1000 epochs with batch 32, lr 1e-4, clip 1.0.
     lr_schedule : None | ``'cosine'``
-        None keeps ``lr`` constant (as the paper); ``'cosine'`` anneals it per
-        epoch, ``lr * (1 + cos(pi * epoch / max_epochs)) / 2``, towards 0
-        (measured in ``benchmarks/bench_encoder_levers.py``).
-    augment_noise : float
-        Standard deviation of Gaussian noise added to the training batches,
-        in units of the per-channel standardised signal (0 disables it).
-    augment_shift : int
-        Largest circular shift of training batches along time, in samples
-        (0 disables it). Not in the paper; ``benchmarks/bench_encoder.py``
-        chooses both on or both off on validation images.
-    augment_channel_drop : float
-        Probability of zeroing each channel of a training epoch (braindecode's
-        ``channels_dropout``; 0 disables it).
-    augment_mix : float
-        Probability that a training epoch is replaced by a random mix
-        ``lam * x + (1 - lam) * x_other`` (``lam ~ U(0, 1)``) with another
-        training epoch of the same stimulus image (of the same caption when
-        there are no images): the response is kept, the trial noise averaged
-        down (0 disables it). Both are measured in
-        ``benchmarks/bench_encoder_levers.py``.
+        Constant ``lr`` (None, as the paper) or, per epoch,
+        ``lr * (1 + cos(pi * epoch / max_epochs)) / 2``.
+    augment_noise, augment_shift, augment_channel_drop, augment_mix : float, int, float, float
+        Augmentation of the training epochs (0 disables each; not in the paper):
+        Gaussian noise of this standard deviation (standardised units); circular
+        time shifts of up to this many samples; the probability of zeroing each
+        channel (braindecode's ``channels_dropout``); the probability of mixing an
+        epoch with another of its stimulus image (caption, without images),
+        ``lam * x + (1 - lam) * x_other``, ``lam ~ U(0, 1)``. Each measured on
+        validation images in ``benchmarks/bench_encoder_levers.py``.
     alignment : ``'euclidean'`` | None
         Input layer that makes subjects alike: each subject's epochs are
         multiplied by the inverse square root of that subject's mean spatial
@@ -117,9 +107,9 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         Folder for resumable training: after every epoch the whole training state
         is saved there atomically, in a sub-folder named by a hash of parameters and
         data; a later ``fit`` with the same ones (``max_epochs`` unless
-        ``lr_schedule`` is set, ``verbose``, ``device``, ``callbacks`` may differ) continues and ends with the weights of
-        a run never stopped (a finished run is restored; delete the folder to start
-        over). Needs an integer ``random_state``; early stopping restarts its
+        ``lr_schedule`` is set, ``verbose``, ``device``, ``callbacks`` may differ)
+        continues and ends with the weights of a run never stopped (a finished run
+        is restored; delete the folder to start over). Needs an integer ``random_state``; early stopping restarts its
         patience on resume, and extra ``callbacks`` must keep their own state.
     device : str
         Torch device, e.g. ``'cuda'``.
@@ -173,12 +163,11 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
                  caption_template="a photo of a {}", image_column="image_path",
                  caption_column="caption", output="pooled", max_epochs=40,
                  batch_size=32, lr=3e-3, lr_schedule=None, weight_decay=1e-2, grad_clip=1.0,
-                 augment_noise=0.5, augment_shift=4, augment_channel_drop=0.0,
-                 augment_mix=0.0, alignment="euclidean",
-                 alignment_shrinkage=0.1, subject_column="subject", validation_fraction=0.0,
-                 early_stopping=None, warm_start=False, callbacks=None, checkpoint_dir=None,
-                 device="cpu", accelerator=None, cache_dir=None, random_state=None,
-                 verbose=None):
+                 augment_noise=0.5, augment_shift=4, augment_channel_drop=0.0, augment_mix=0.0,
+                 alignment="euclidean", alignment_shrinkage=0.1, subject_column="subject",
+                 validation_fraction=0.0, early_stopping=None, warm_start=False, callbacks=None,
+                 checkpoint_dir=None, device="cpu", accelerator=None, cache_dir=None,
+                 random_state=None, verbose=None):
         self.preset = preset
         self.module_kwargs = module_kwargs
         self.clip_model = clip_model
@@ -245,13 +234,11 @@ class SynapseEncoder(_hub.HubMixin, SubjectAlignment, TransformerMixin, BaseEsti
         ----------
         X : mne.Epochs | ndarray, shape (n_epochs, n_chans, n_times)
             EEG. With Epochs, stimuli come from ``X.metadata`` (image paths in
-            ``image_column``, captions in ``caption_column`` or from the class
-            name). ``mne.Epochs(preload=False)`` (e.g. ``mne.read_epochs(fname,
-            preload=False)``) and memory-mapped arrays (``np.load(fname,
-            mmap_mode='r')``) are read a batch at a time, never as a whole,
-            so the EEG may be larger than memory; what stays in memory is the
-            model, the metadata and one CLIP target per distinct image and
-            caption.
+            ``image_column``, captions in ``caption_column`` or from the class name).
+            Epochs not preloaded (``mne.read_epochs(fname, preload=False)``) and
+            memory-mapped arrays (``np.load(fname, mmap_mode='r')``) are read a batch
+            at a time, so the EEG may be larger than memory; what stays in memory is
+            the model, the metadata and one CLIP target per distinct image and caption.
         y : array-like | None
             Class labels; used only to build captions when there are none
             (so the estimator works in a classification Pipeline).
