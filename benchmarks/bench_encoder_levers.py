@@ -131,19 +131,21 @@ def report(worlds, seeds, levers, results, budget):
           "`train` images, scored on the `val` images; test: fitted on `train` + `val`, "
           "scored on `test`. Differences are paired (same epochs), 95% bootstrap over "
           "images, mean over seeds.\n")
-    print("| world | lever | validation top-1 (per seed) | test top-1 [95% CI] (per seed) "
-          "| test minus defaults [95% CI] |")
-    print("|---|---|---|---|---|")
+    print("| world | lever | validation top-1 (per seed) | validation minus defaults [95% CI] "
+          "| test top-1 [95% CI] (per seed) | test minus defaults [95% CI] |")
+    print("|---|---|---|---|---|---|")
     for code in worlds:
         for lever in levers:
             val, test = results["val", code, lever], results["test", code, lever]
             per_val = " / ".join(f"{np.mean(r['top1']):.2f}" for r in val)
             per_test = " / ".join(f"{np.mean(r['top1']):.2f}" for r in test)
             mean, low, high = interval(test)
-            diff = ("" if lever == BASELINE else
-                    _ci(paired_difference(test, results["test", code, BASELINE])))
+            val_diff, diff = ("", "") if lever == BASELINE else (
+                _ci(paired_difference(val, results["val", code, BASELINE])),
+                _ci(paired_difference(test, results["test", code, BASELINE])))
             print(f"| {code} | {lever} | {np.mean([np.mean(r['top1']) for r in val]):.3f} "
-                  f"({per_val}) | {mean:.3f} [{low:.3f}, {high:.3f}] ({per_test}) | {diff} |")
+                  f"({per_val}) | {val_diff} | {mean:.3f} [{low:.3f}, {high:.3f}] ({per_test}) "
+                  f"| {diff} |")
     print("\nMean validation top-1 over both worlds and all seeds (the choice): "
           + "; ".join(f"{lever} {v:.3f}" for lever, v in means.items())
           + ("" if margin is None else
